@@ -1,0 +1,397 @@
+"""The fixed model: one torchvision architecture and one training recipe, recorded with every run.
+
+The data changes between rounds; the model does not. ``FixedModel`` follows scikit-learn conventions
+(``__init__`` stores parameters, ``fit`` returns ``self``, learned state ends in ``_``) so that modAL and
+cleanlab can use it directly. Inputs are uint8 arrays of shape ``(N, 3, S, S)`` (see ``active_learning.images``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from active_learning.errors import DataError, ModelError
+
+ProgressCallback = Callable[[float, str], None]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The fixed training recipe. Every field is recorded with every run that trains the model.
+
+    ResNet-18 from torchvision with its standard stem, trained from scratch on 32x32 inputs: the standard
+    stem keeps CPU training fast (about 500 img/s on 2 cores) and lets users load any torchvision
+    ResNet-18 state dict as starting weights. SGD with Nesterov momentum and a one-cycle schedule, random
+    translations of up to ``translate_px`` pixels (no flips: they change the meaning of digits).
+    """
+
+    architecture: str = "torchvision.models.resnet18"
+    image_size: int = 32
+    epochs: int = 12
+    batch_size: int = 128
+    optimizer: str = "sgd-nesterov"
+    max_lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "onecycle"
+    translate_px: int = 2
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        """The recipe as a JSON-serialisable dict."""
+        return asdict(self)
+
+    def with_seed(self, seed: int) -> "Recipe":
+        """The same recipe with another seed."""
+        return replace(self, seed=seed)
+
+
+def select_device(requested: str | None = None) -> str:
+    """``cuda`` when a GPU is present (or requested), else ``cpu``."""
+    import torch
+
+    if requested:
+        if requested.startswith("cuda") and not torch.cuda.is_available():
+            raise ModelError(f"Device {requested!r} was requested but no CUDA GPU is available; use --device cpu.")
+        return requested
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def build_network(num_classes: int):
+    """The fixed architecture: torchvision ResNet-18, untrained, with ``num_classes`` outputs."""
+    import torchvision
+
+    return torchvision.models.resnet18(weights=None, num_classes=num_classes)
+
+
+@contextlib.contextmanager
+def _deterministic(enabled: bool) -> Iterator[None]:
+    import torch
+
+    previous = torch.are_deterministic_algorithms_enabled()
+    if enabled:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous)
+
+
+def _translate(batch, shift: int, generator):
+    """Random translation of each image by up to ``shift`` pixels (zero padding), seeded."""
+    import torch
+
+    if shift <= 0:
+        return batch
+    n, _, h, w = batch.shape
+    padded = torch.nn.functional.pad(batch, (shift, shift, shift, shift))
+    offsets = torch.randint(0, 2 * shift + 1, (n, 2), generator=generator)
+    out = torch.empty_like(batch)
+    for i, (dy, dx) in enumerate(offsets.tolist()):
+        out[i] = padded[i, :, dy : dy + h, dx : dx + w]
+    return out
+
+
+def _check_images(images: np.ndarray) -> None:
+    if images.ndim != 4 or images.shape[1] != 3 or images.dtype != np.uint8:
+        raise DataError(
+            f"Expected uint8 images of shape (N, 3, S, S); got {images.dtype} {images.shape}. "
+            "Load them with active_learning.images.load_images."
+        )
+    if len(images) == 0:
+        raise DataError("There are no images to use: the view is empty.")
+
+
+@dataclass
+class FixedModel:
+    """The fixed classifier: ``fit``, ``predict_proba``, ``predict``, ``embed``, ``save``/``load``.
+
+    Args:
+        num_classes: number of classes (the dataset's class list, in order).
+        recipe: the fixed training recipe.
+        device: ``cpu``, ``cuda`` or None for the best available.
+        init_weights: optional path of a ResNet-18 state dict to start from (otherwise from scratch);
+            a final layer of another size is re-initialised.
+    """
+
+    num_classes: int
+    recipe: Recipe = field(default_factory=Recipe)
+    device: str | None = None
+    init_weights: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.num_classes < 2:
+            raise DataError(f"A classifier needs at least 2 classes; got {self.num_classes}.")
+
+    # -- training -----------------------------------------------------------------------------------
+    def fit(self, images: np.ndarray, labels: np.ndarray, progress: ProgressCallback | None = None) -> "FixedModel":
+        """Train from scratch (or from ``init_weights``) on uint8 images and integer labels."""
+        import torch
+
+        _check_images(images)
+        labels = np.asarray(labels, dtype=np.int64)
+        if len(labels) != len(images):
+            raise DataError(f"{len(images)} images but {len(labels)} labels.")
+        if labels.min() < 0 or labels.max() >= self.num_classes:
+            raise DataError(f"Labels must lie in [0, {self.num_classes}); got {labels.min()}..{labels.max()}.")
+        if len(images) < 2:
+            raise DataError("Training needs at least 2 labeled images.")
+
+        recipe = self.recipe
+        self.device_ = select_device(self.device)
+        cuda = self.device_.startswith("cuda")
+        torch.manual_seed(recipe.seed)
+        generator = torch.Generator().manual_seed(recipe.seed)
+
+        net = build_network(self.num_classes)
+        if self.init_weights:
+            _load_init_weights(net, self.init_weights)
+        data = torch.from_numpy(images)
+        pixels = data.float().div_(255.0)
+        self.mean_ = pixels.mean(dim=(0, 2, 3)).tolist()
+        self.std_ = [max(s, 1e-3) for s in pixels.std(dim=(0, 2, 3)).tolist()]
+        del pixels
+        targets = torch.from_numpy(labels)
+        if cuda:
+            data = data.pin_memory()
+            net = net.to(self.device_, memory_format=torch.channels_last)
+        mean, std = self._norm_tensors()
+
+        n = len(images)
+        batch_size = min(recipe.batch_size, n)
+        steps_per_epoch = max(1, n // batch_size)  # drop the ragged last batch: BatchNorm needs > 1 sample
+        optimizer = torch.optim.SGD(
+            net.parameters(), lr=recipe.max_lr, momentum=recipe.momentum, nesterov=True,
+            weight_decay=recipe.weight_decay,
+        )
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=recipe.max_lr, epochs=recipe.epochs, steps_per_epoch=steps_per_epoch
+        )
+        started = time.perf_counter()
+        net.train()
+        with _deterministic(not cuda):
+            for epoch in range(recipe.epochs):
+                order = torch.randperm(n, generator=generator)
+                for step in range(steps_per_epoch):
+                    index = order[step * batch_size : (step + 1) * batch_size]
+                    batch = _translate(data[index], recipe.translate_px, generator)
+                    x = batch.to(self.device_, non_blocking=True).float().div_(255.0)
+                    x = (x - mean) / std
+                    y = targets[index].to(self.device_, non_blocking=True)
+                    if cuda:
+                        x = x.contiguous(memory_format=torch.channels_last)
+                    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+                        loss = torch.nn.functional.cross_entropy(net(x), y)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    scheduler.step()
+                if progress is not None:
+                    progress((epoch + 1) / recipe.epochs, f"epoch {epoch + 1}/{recipe.epochs} loss {loss.item():.3f}")
+        net.eval()
+        self.net_ = net
+        self.train_seconds_ = time.perf_counter() - started
+        self.n_train_ = n
+        return self
+
+    # -- inference ----------------------------------------------------------------------------------
+    def predict_proba(self, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
+        """Softmax probabilities, shape ``(N, num_classes)``, float32, rows summing to 1."""
+        logits, _ = self._forward(images, batch_size, want_logits=True, want_features=False)
+        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return (probs / probs.sum(axis=1, keepdims=True)).astype(np.float32)
+
+    def predict(self, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
+        """Predicted class indices."""
+        return self.predict_proba(images, batch_size).argmax(axis=1)
+
+    def embed(self, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
+        """Penultimate-layer features (after global average pooling), shape ``(N, 512)``, float32."""
+        _, features = self._forward(images, batch_size, want_logits=False, want_features=True)
+        return features
+
+    def _norm_tensors(self):
+        import torch
+
+        mean = torch.tensor(self.mean_, device=self.device_).view(1, 3, 1, 1)
+        std = torch.tensor(self.std_, device=self.device_).view(1, 3, 1, 1)
+        return mean, std
+
+    def _forward(self, images: np.ndarray, batch_size: int, want_logits: bool, want_features: bool):
+        import torch
+
+        self._check_fitted()
+        _check_images(images)
+        cuda = self.device_.startswith("cuda")
+        net = self.net_
+        mean, std = self._norm_tensors()
+        features_out: list[np.ndarray] = []
+        captured: dict[str, torch.Tensor] = {}
+        hook = None
+        if want_features:
+            hook = net.avgpool.register_forward_hook(lambda m, i, o: captured.__setitem__("f", o.flatten(1)))
+        logits_out: list[np.ndarray] = []
+        data = torch.from_numpy(images)
+        try:
+            with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+                for start in range(0, len(images), batch_size):
+                    batch = data[start : start + batch_size]
+                    if cuda:
+                        batch = batch.pin_memory()
+                    x = batch.to(self.device_, non_blocking=True).float().div_(255.0)
+                    x = (x - mean) / std
+                    if cuda:
+                        x = x.contiguous(memory_format=torch.channels_last)
+                    logits = net(x)
+                    if want_logits:
+                        logits_out.append(logits.float().cpu().numpy())
+                    if want_features:
+                        features_out.append(captured["f"].float().cpu().numpy())
+        finally:
+            if hook is not None:
+                hook.remove()
+        logits_arr = np.concatenate(logits_out).astype(np.float64) if want_logits else None
+        features_arr = np.concatenate(features_out).astype(np.float32) if want_features else None
+        return logits_arr, features_arr
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "net_"):
+            raise ModelError("The model is not trained yet: call fit() or FixedModel.load() first.")
+
+    # -- persistence --------------------------------------------------------------------------------
+    def save(self, path: str | Path) -> str:
+        """Save weights, normalisation and recipe to ``path``; returns the file's SHA-256."""
+        import torch
+
+        self._check_fitted()
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu() for k, v in self.net_.state_dict().items()}
+        payload = {
+            "state_dict": state,
+            "num_classes": self.num_classes,
+            "recipe": self.recipe.to_dict(),
+            "mean": self.mean_,
+            "std": self.std_,
+        }
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        torch.save(payload, tmp)
+        tmp.replace(path)
+        return file_sha256(path)
+
+    @classmethod
+    def load(cls, path: str | Path, expected_sha256: str | None = None, device: str | None = None) -> "FixedModel":
+        """Load a checkpoint written by ``save``; refuse it if its hash differs from the recorded one."""
+        import torch
+
+        path = Path(path)
+        if not path.is_file():
+            raise ModelError(f"Checkpoint {path} does not exist; retrain the model or fix the path in the run.")
+        if expected_sha256 is not None and file_sha256(path) != expected_sha256:
+            raise ModelError(f"Checkpoint {path} changed since it was recorded (SHA-256 mismatch); retrain the model.")
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # torch raises many types for a corrupt file
+            raise ModelError(f"Checkpoint {path} could not be read ({type(exc).__name__}); retrain the model.") from exc
+        model = cls(num_classes=int(payload["num_classes"]), recipe=Recipe(**payload["recipe"]), device=device)
+        model.device_ = select_device(device)
+        net = build_network(model.num_classes)
+        net.load_state_dict(payload["state_dict"])
+        if model.device_.startswith("cuda"):
+            import torch as _torch
+
+            net = net.to(model.device_, memory_format=_torch.channels_last)
+        net.eval()
+        model.net_ = net
+        model.mean_ = list(payload["mean"])
+        model.std_ = list(payload["std"])
+        return model
+
+
+def _load_init_weights(net, path: str) -> None:
+    import torch
+
+    file = Path(path)
+    if not file.is_file():
+        raise ModelError(f"Initial weights {file} do not exist; pass a torchvision ResNet-18 state dict file.")
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ModelError(f"Initial weights {file} could not be read ({type(exc).__name__}).") from exc
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    own = net.state_dict()
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not any(k.startswith("layer1") for k in usable):
+        raise ModelError(f"Initial weights {file} do not look like a ResNet-18 state dict.")
+    net.load_state_dict(usable, strict=False)
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file, hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def cross_val_proba(
+    images: np.ndarray,
+    labels: np.ndarray,
+    num_classes: int,
+    folds: int = 5,
+    recipe: Recipe | None = None,
+    seeds: tuple[int, ...] | None = None,
+    device: str | None = None,
+    progress: ProgressCallback | None = None,
+) -> np.ndarray:
+    """Out-of-sample predicted probabilities by stratified K-fold: every row comes from a model that never saw it.
+
+    With several ``seeds`` the fold split and the training seed change together and the probabilities are
+    averaged (an ensemble), which steadies the ranking of borderline samples.
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    recipe = recipe or Recipe()
+    seeds = seeds or (recipe.seed,)
+    labels = np.asarray(labels, dtype=np.int64)
+    _check_images(images)
+    if folds < 2:
+        raise DataError(f"K-fold needs at least 2 folds; got {folds}.")
+    counts = np.bincount(labels, minlength=num_classes)
+    present = counts[counts > 0]
+    if present.min() < folds:
+        small = [int(c) for c in np.flatnonzero((counts > 0) & (counts < folds))]
+        raise DataError(
+            f"Classes {small} have fewer labeled samples than folds ({folds}): "
+            f"label more samples of them or use --folds {int(present.min())} (the smallest class count)."
+        )
+    total = folds * len(seeds)
+    probs = np.zeros((len(images), num_classes), dtype=np.float64)
+    done = 0
+    for seed in seeds:
+        splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+        for train_index, held_out in splitter.split(np.zeros(len(labels)), labels):
+            def fold_progress(fraction: float, message: str, _done: int = done) -> None:
+                if progress is not None:
+                    progress((_done + fraction) / total, f"fold {_done % folds + 1}/{folds} seed {seed}: {message}")
+
+            model = FixedModel(num_classes, recipe.with_seed(seed), device=device)
+            model.fit(images[train_index], labels[train_index], progress=fold_progress)
+            probs[held_out] += model.predict_proba(images[held_out])
+            done += 1
+    probs /= len(seeds)
+    return (probs / probs.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def recipe_fingerprint(recipe: Recipe) -> str:
+    """A short stable hash of the recipe, to tell runs apart at a glance."""
+    return hashlib.sha256(json.dumps(recipe.to_dict(), sort_keys=True).encode()).hexdigest()[:12]

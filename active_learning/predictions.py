@@ -1,0 +1,163 @@
+"""The fixed model over FiftyOne views: out-of-sample probabilities, a checkpoint, embeddings, evaluation.
+
+Fields written (prefix ``model_``): ``model_probs`` (list of floats, out-of-sample), ``model_prediction``
+(Classification with confidence), ``model_embedding`` (penultimate features). The run ``model_run_key``
+records the recipe, folds, seeds, device, the checkpoint path and its SHA-256, and the figures.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from active_learning.errors import DataError, ModelError
+from active_learning.images import load_images
+from active_learning.model import FixedModel, ProgressCallback, Recipe, cross_val_proba, select_device
+from active_learning.runs import load_run, record_run
+from active_learning.views import LabeledArrays, labeled_arrays, write_fields
+
+PROBS_FIELD = "model_probs"
+PREDICTION_FIELD = "model_prediction"
+EMBEDDING_FIELD = "model_embedding"
+DEFAULT_RUN_KEY = "curation_model"
+
+
+@dataclass(frozen=True)
+class ModelRunSummary:
+    """What ``compute_model_outputs`` did, for reports."""
+
+    run_key: str
+    num_scored: int
+    num_unlabeled_skipped: int
+    folds: int
+    seeds: tuple[int, ...]
+    out_of_sample_accuracy: float
+    test_accuracy: float | None
+    num_test: int
+    checkpoint: str
+    checkpoint_sha256: str
+    device: str
+    seconds: float
+
+
+def checkpoint_dir(dataset) -> Path:
+    """Where checkpoints of ``dataset`` go: beside FiftyOne's datasets, one folder per dataset."""
+    import fiftyone as fo
+
+    return Path(fo.config.default_dataset_dir) / "_curation_models" / dataset.name
+
+
+def compute_model_outputs(
+    view,
+    label_field: str = "ground_truth",
+    folds: int = 5,
+    seeds: Sequence[int] = (0,),
+    recipe: Recipe | None = None,
+    device: str | None = None,
+    test_view=None,
+    run_key: str = DEFAULT_RUN_KEY,
+    progress: ProgressCallback | None = None,
+) -> ModelRunSummary:
+    """K-fold out-of-sample probabilities for every labeled sample of ``view``, then a final model on all of them.
+
+    The final model's checkpoint is saved with its hash in the run; it embeds the view's samples and, when
+    ``test_view`` is given, is evaluated there (test samples get predictions, never used for training).
+    """
+    started = time.perf_counter()
+    recipe = recipe or Recipe()
+    seeds = tuple(int(s) for s in seeds) or (recipe.seed,)
+    dataset = view._dataset
+    arrays = labeled_arrays(view, label_field)
+    if test_view is not None and len(set(test_view.values("id")) & set(arrays.sample_ids)):
+        raise DataError("The test view overlaps the training view; use disjoint splits (e.g. tags train and test).")
+    k = len(arrays.classes)
+    step = _progress_steps(progress)
+    images = load_images(arrays.filepaths, recipe.image_size)
+    step(0.02, f"loaded {len(images)} images")
+
+    probs = cross_val_proba(images, arrays.labels, k, folds, recipe, seeds, device,
+                            progress=lambda f, m: step(0.02 + 0.78 * f, m))
+    final = FixedModel(k, recipe, device=device).fit(images, arrays.labels,
+                                                     progress=lambda f, m: step(0.80 + 0.15 * f, f"final model: {m}"))
+    embeddings = final.embed(images)
+    ckpt = checkpoint_dir(dataset) / f"{run_key}.pt"
+    sha = final.save(ckpt)
+
+    _write_predictions(dataset, arrays.sample_ids, probs, arrays.classes, embeddings)
+    test_accuracy, num_test = None, 0
+    if test_view is not None and len(test_view):
+        test_accuracy, num_test = evaluate(final, test_view, label_field, arrays.classes)
+    step(1.0, "done")
+    oos_accuracy = float((probs.argmax(1) == arrays.labels).mean())
+    summary = ModelRunSummary(
+        run_key=run_key, num_scored=len(arrays.labels), num_unlabeled_skipped=arrays.num_unlabeled, folds=folds,
+        seeds=seeds, out_of_sample_accuracy=oos_accuracy, test_accuracy=test_accuracy, num_test=num_test,
+        checkpoint=str(ckpt), checkpoint_sha256=sha, device=final.device_, seconds=time.perf_counter() - started,
+    )
+    record_run(
+        dataset, run_key,
+        config={"kind": "model_outputs", "label_field": label_field, "recipe": recipe.to_dict(), "folds": folds,
+                "seeds": list(seeds), "probabilities": f"out-of-sample, stratified {folds}-fold over the view",
+                "view": view._serialize() if hasattr(view, "_serialize") else [], "classes": arrays.classes,
+                "fields": [PROBS_FIELD, PREDICTION_FIELD, EMBEDDING_FIELD]},
+        results={"num_scored": summary.num_scored, "num_unlabeled_skipped": summary.num_unlabeled_skipped,
+                 "out_of_sample_accuracy": oos_accuracy, "test_accuracy": test_accuracy, "num_test": num_test,
+                 "checkpoint": str(ckpt), "checkpoint_sha256": sha, "device": final.device_,
+                 "seconds": summary.seconds},
+    )
+    return summary
+
+
+def _progress_steps(progress: ProgressCallback | None) -> ProgressCallback:
+    def step(fraction: float, message: str) -> None:
+        if progress is not None:
+            progress(min(max(fraction, 0.0), 1.0), message)
+
+    return step
+
+
+def _write_predictions(dataset, sample_ids: list[str], probs: np.ndarray, classes: list[str],
+                       embeddings: np.ndarray | None) -> None:
+    import fiftyone as fo
+
+    predicted = probs.argmax(axis=1)
+    predictions = [fo.Classification(label=classes[p], confidence=float(row[p])) for p, row in zip(predicted, probs)]
+    columns: dict[str, object] = {PROBS_FIELD: np.round(probs.astype(np.float64), 6), PREDICTION_FIELD: predictions}
+    if embeddings is not None:
+        columns[EMBEDDING_FIELD] = embeddings.astype(np.float64)
+    write_fields(dataset, sample_ids, columns)  # type: ignore[arg-type]
+
+
+def evaluate(model: FixedModel, view, label_field: str, classes: list[str]) -> tuple[float, int]:
+    """Accuracy of ``model`` on the labeled samples of ``view``; writes ``model_prediction`` there too."""
+    arrays: LabeledArrays = labeled_arrays(view, label_field, classes)
+    images = load_images(arrays.filepaths, model.recipe.image_size)
+    probs = model.predict_proba(images)
+    _write_predictions(view._dataset, arrays.sample_ids, probs, classes, None)
+    return float((probs.argmax(1) == arrays.labels).mean()), len(arrays.labels)
+
+
+def load_model(dataset, run_key: str = DEFAULT_RUN_KEY, device: str | None = None) -> FixedModel:
+    """The final model of run ``run_key``, verified against the recorded checkpoint hash."""
+    _, results = load_run(dataset, run_key)
+    if "checkpoint" not in results:
+        raise ModelError(f"Run {run_key!r} has no checkpoint; run `curation model` first.")
+    return FixedModel.load(results["checkpoint"], results["checkpoint_sha256"], device=select_device(device))
+
+
+def read_probs(view, field: str = PROBS_FIELD) -> tuple[list[str], np.ndarray]:
+    """Sample ids and the stored probability rows of samples that have them; validates the rows."""
+    ids, rows = view.values(["id", field])
+    keep = [i for i, r in enumerate(rows) if r is not None]
+    if not keep:
+        raise DataError(f"No sample in the view has {field!r}; compute the model outputs first (`curation model`).")
+    probs = np.asarray([rows[i] for i in keep], dtype=np.float64)
+    if not np.isfinite(probs).all():
+        raise DataError(f"{field!r} holds NaN or infinite values; recompute the model outputs.")
+    if (probs < 0).any() or not np.allclose(probs.sum(axis=1), 1.0, atol=1e-3):
+        raise DataError(f"{field!r} rows are not probability distributions (negative or not summing to 1).")
+    return [ids[i] for i in keep], probs

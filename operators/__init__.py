@@ -1,0 +1,14 @@
+"""FiftyOne plugin entry point (``py_entry`` in fiftyone.yml): registers every operator and panel."""
+
+from __future__ import annotations
+
+from curation_app.model_ops import ComputeModelOutputs, RunCheck
+from curation_app.overview_panel import CurationOverviewPanel
+
+OPERATORS = (ComputeModelOutputs, RunCheck, CurationOverviewPanel)
+
+
+def register(plugin) -> None:
+    """Called by FiftyOne when it loads the plugin."""
+    for cls in OPERATORS:
+        plugin.register(cls)

@@ -1,0 +1,38 @@
+"""Helpers shared by operators and panels: input validation and turning known errors into notifications."""
+
+from __future__ import annotations
+
+import fiftyone.operators.types as types
+
+from active_learning.views import check_label_field
+from active_learning.errors import CurationError
+
+
+def target_view(ctx):
+    """The view an operator works on: the App's current view, or the whole dataset."""
+    return ctx.target_view() if hasattr(ctx, "target_view") else ctx.view
+
+
+def validate_label_field(ctx, inputs: types.Object, label_field: str) -> bool:
+    """Show an error and return False when ``label_field`` is unusable or the view is empty."""
+    view = target_view(ctx)
+    if view is None or len(view) == 0:
+        inputs.view("empty", types.Error(label="The view is empty", description="Select some samples first."))
+        return False
+    try:
+        check_label_field(view, label_field)
+    except CurationError as exc:
+        inputs.view("bad_field", types.Error(label="Cannot use this label field", description=str(exc)))
+        return False
+    return True
+
+
+def classification_fields(ctx) -> list[str]:
+    """Names of the dataset's Classification fields, ground truth first."""
+    import fiftyone as fo
+
+    if ctx.dataset is None:
+        return []
+    schema = ctx.dataset.get_field_schema()
+    names = [n for n, f in schema.items() if getattr(f, "document_type", None) is fo.Classification]
+    return sorted(names, key=lambda n: (n != "ground_truth", n))

@@ -1,0 +1,97 @@
+"""Operators: compute the fixed model's out-of-sample outputs, run a registered check. Delegable."""
+
+from __future__ import annotations
+
+import fiftyone.operators as foo
+import fiftyone.operators.types as types
+
+from active_learning.errors import CurationError
+from active_learning.predictions import compute_model_outputs
+from curation_app.common import classification_fields, target_view, validate_label_field
+from curation_checks.registry import available_checks
+from curation_checks.io import run_check
+
+
+class ComputeModelOutputs(foo.Operator):
+    """K-fold out-of-sample probabilities, predictions and embeddings of the fixed model for the view."""
+
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="compute_model_outputs",
+            label="Curation: compute model outputs (K-fold)",
+            dynamic=True,
+            allow_immediate_execution=True,
+            allow_delegated_execution=True,
+            default_choice_to_delegated=True,
+        )
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        fields = classification_fields(ctx)
+        if not fields:
+            inputs.view("none", types.Error(label="No Classification field",
+                                            description="Import a dataset with ground truth first."))
+            return types.Property(inputs)
+        inputs.enum("label_field", fields, default=fields[0], label="Label field")
+        inputs.int("folds", default=5, label="Folds", description="K of the stratified K-fold")
+        inputs.int("seed", default=0, label="Seed")
+        inputs.int("epochs", default=12, label="Epochs (the fixed recipe uses 12)")
+        validate_label_field(ctx, inputs, ctx.params.get("label_field", fields[0]))
+        return types.Property(inputs)
+
+    def execute(self, ctx):
+        from active_learning.model import Recipe
+
+        view = target_view(ctx)
+        params = ctx.params
+        try:
+            summary = compute_model_outputs(
+                view, label_field=params.get("label_field", "ground_truth"), folds=int(params.get("folds", 5)),
+                seeds=(int(params.get("seed", 0)),), recipe=Recipe(epochs=int(params.get("epochs", 12)),
+                                                                   seed=int(params.get("seed", 0))),
+                progress=lambda fraction, message: ctx.set_progress(progress=fraction, label=message),
+            )
+        except CurationError as exc:
+            ctx.ops.notify(str(exc), variant="error")
+            return {"error": str(exc)}
+        if not ctx.delegated:
+            ctx.ops.reload_dataset()
+        return {"num_scored": summary.num_scored, "out_of_sample_accuracy": summary.out_of_sample_accuracy,
+                "run_key": summary.run_key}
+
+
+class RunCheck(foo.Operator):
+    """Run one registered curation check over the view; results become fields and a run."""
+
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="run_check",
+            label="Curation: run a check",
+            dynamic=True,
+            allow_immediate_execution=True,
+            allow_delegated_execution=True,
+        )
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        fields = classification_fields(ctx)
+        inputs.enum("check", available_checks(), default=available_checks()[0], label="Check")
+        if not fields:
+            inputs.view("none", types.Error(label="No Classification field", description="Import ground truth."))
+            return types.Property(inputs)
+        inputs.enum("label_field", fields, default=fields[0], label="Label field")
+        validate_label_field(ctx, inputs, ctx.params.get("label_field", fields[0]))
+        return types.Property(inputs)
+
+    def execute(self, ctx):
+        try:
+            result = run_check(target_view(ctx), ctx.params.get("check", "class_balance"),
+                               label_field=ctx.params.get("label_field", "ground_truth"))
+        except CurationError as exc:
+            ctx.ops.notify(str(exc), variant="error")
+            return {"error": str(exc)}
+        if not ctx.delegated:
+            ctx.ops.reload_dataset()
+        return {"check": result.check, "summary": result.summary}

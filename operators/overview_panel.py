@@ -1,0 +1,84 @@
+"""The "Curation overview" panel: class distribution per split, the model's figures, the runs so far."""
+
+from __future__ import annotations
+
+import fiftyone.operators as foo
+import fiftyone.operators.types as types
+
+from active_learning.errors import CurationError
+from active_learning.runs import load_run
+from active_learning.views import get_classes
+
+SPLITS = ("train", "test", "pool")
+
+
+def overview_data(dataset, label_field: str = "ground_truth") -> dict:
+    """Everything the panel shows, rebuilt from fields and runs (nothing kept in panel state)."""
+    classes = get_classes(dataset, label_field) if label_field in dataset.get_field_schema() else []
+    traces = []
+    for split in SPLITS:
+        view = dataset.match_tags(split)
+        if not len(view):
+            continue
+        counts = view.count_values(f"{label_field}.label")
+        traces.append({"type": "bar", "name": split, "x": classes, "y": [int(counts.get(c, 0)) for c in classes]})
+    runs = []
+    for key in sorted(dataset.list_runs()):
+        try:
+            config, results = load_run(dataset, key)
+        except CurationError:
+            continue
+        figures = {k: v for k, v in results.items() if isinstance(v, (int, float)) and v is not None}
+        runs.append({
+            "key": key,
+            "kind": str(config.get("kind", config.get("source_kind", ""))),
+            "created_at": str(config.get("created_at", "")),
+            "figures": ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in figures.items()),
+        })
+    return {"classes": classes, "traces": traces, "runs": runs, "num_samples": len(dataset)}
+
+
+class CurationOverviewPanel(foo.Panel):
+    """Class balance per split and the curation runs recorded on the dataset."""
+
+    @property
+    def config(self):
+        return foo.PanelConfig(name="curation_overview", label="Curation overview", surfaces="grid",
+                               icon="insights")
+
+    def on_load(self, ctx):
+        self._refresh(ctx)
+
+    def on_change_dataset(self, ctx):
+        self._refresh(ctx)
+
+    def on_refresh(self, ctx):
+        self._refresh(ctx)
+
+    def _refresh(self, ctx):
+        if ctx.dataset is None:
+            return
+        data = overview_data(ctx.dataset)
+        ctx.panel.set_data("class_counts", data["traces"])
+        ctx.panel.set_data("runs", data["runs"])
+        ctx.panel.set_state("num_samples", data["num_samples"])
+
+    def render(self, ctx):
+        panel = types.Object()
+        n = ctx.panel.get_state("num_samples", 0)
+        panel.md(f"### Curation overview\n{n} samples. Class counts per split and the runs recorded so far.",
+                 name="header")
+        panel.plot(
+            "class_counts",
+            layout={"title": "Samples per class and split", "barmode": "group", "height": 360,
+                    "xaxis": {"title": "class"}, "yaxis": {"title": "samples"}},
+            config={"displayModeBar": False},
+        )
+        table = types.TableView()
+        table.add_column("key", label="Run")
+        table.add_column("kind", label="Kind")
+        table.add_column("created_at", label="Created (UTC)")
+        table.add_column("figures", label="Figures")
+        panel.list("runs", types.Object(), view=table)
+        panel.btn("refresh", label="Refresh", on_click=self.on_refresh)
+        return types.Property(panel, view=types.GridView(orientation="vertical", height=100, width=100))

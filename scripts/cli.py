@@ -1,0 +1,273 @@
+"""The ``curation`` command line: import data, compute the fixed model's outputs, run checks, the demo, the App."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+from active_learning.errors import CurationError
+
+DEMO_DATASET = "curation-demo"
+PLUGIN_LINK_NAME = "fiftyone-curation"
+
+
+def _progress_bar(desc: str) -> tuple[Callable[[float, str], None], Callable[[], None]]:
+    from tqdm import tqdm
+
+    bar = tqdm(total=100, desc=desc, unit="%", bar_format="{l_bar}{bar}| {n:.0f}% [{elapsed}<{remaining}] {postfix}")
+
+    def update(fraction: float, message: str) -> None:
+        bar.n = round(100 * fraction, 1)
+        bar.set_postfix_str(message[:60], refresh=False)
+        bar.refresh()
+
+    return update, bar.close
+
+
+def _csv(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def _ints(value: str) -> list[int]:
+    try:
+        return [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {value!r}") from None
+
+
+def _load(name: str):
+    import fiftyone as fo
+
+    if not fo.dataset_exists(name):
+        datasets = ", ".join(fo.list_datasets()) or "none"
+        raise CurationError(f"Dataset {name!r} does not exist (datasets: {datasets}); create it with `curation import`.")
+    return fo.load_dataset(name)
+
+
+# -- commands ----------------------------------------------------------------------------------------------
+def cmd_import(args: argparse.Namespace) -> int:
+    from active_learning.importers import import_dataset
+
+    started = time.perf_counter()
+    dataset = import_dataset(
+        args.name, args.data, test_fraction=args.test_fraction, pool_fraction=args.pool_fraction,
+        max_per_split=args.max_per_split, classes=_csv(args.classes), seed=args.seed, overwrite=args.overwrite,
+        media_dir=args.media_dir, progress=True,
+    )
+    _print_dataset(dataset)
+    print(f"Imported in {time.perf_counter() - started:.1f} s.")
+    return 0
+
+
+def _print_dataset(dataset) -> None:
+    counts = dataset.count_sample_tags()
+    splits = ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))
+    print(f"Dataset {dataset.name!r}: {len(dataset)} samples ({splits}), {len(dataset.default_classes)} classes: "
+          f"{', '.join(dataset.default_classes[:12])}{' ...' if len(dataset.default_classes) > 12 else ''}")
+
+
+def _run_model(dataset, args: argparse.Namespace):
+    from active_learning.model import Recipe
+    from active_learning.predictions import compute_model_outputs
+
+    view = dataset.match_tags(args.train_tag) if args.train_tag else dataset
+    test_view = dataset.match_tags(args.test_tag) if args.test_tag else None
+    if test_view is not None and not len(test_view):
+        test_view = None
+    recipe = Recipe(epochs=args.epochs, seed=args.seeds[0]) if args.epochs else Recipe(seed=args.seeds[0])
+    update, close = _progress_bar("Model (K-fold)")
+    try:
+        summary = compute_model_outputs(view, label_field=args.label_field, folds=args.folds, seeds=args.seeds,
+                                        recipe=recipe, device=args.device, test_view=test_view, progress=update)
+    finally:
+        close()
+    return summary
+
+
+def _print_model(summary) -> None:
+    print(f"Model outputs ({summary.run_key}): {summary.num_scored} samples scored out-of-sample "
+          f"({summary.folds}-fold, seeds {list(summary.seeds)}) on {summary.device} in {summary.seconds:.0f} s")
+    if summary.num_unlabeled_skipped:
+        print(f"  {summary.num_unlabeled_skipped} samples without a label were skipped.")
+    print(f"  out-of-sample accuracy: {summary.out_of_sample_accuracy:.3f}")
+    if summary.test_accuracy is not None:
+        print(f"  test accuracy (final model, {summary.num_test} test samples): {summary.test_accuracy:.3f}")
+    print(f"  checkpoint: {summary.checkpoint} (sha256 {summary.checkpoint_sha256[:12]}...)")
+
+
+def cmd_model(args: argparse.Namespace) -> int:
+    summary = _run_model(_load(args.dataset), args)
+    _print_model(summary)
+    return 0
+
+
+def _print_check(result) -> None:
+    summary = result.summary
+    if result.check == "class_balance":
+        counts = summary["counts"]
+        width = max(len(c) for c in counts)
+        top = max(counts.values()) or 1
+        print(f"Class balance: {summary['num_labeled']} labeled, imbalance ratio {summary['imbalance_ratio']:.2f}")
+        for name, count in counts.items():
+            print(f"  {name:<{width}} {count:>7}  {'#' * max(1, round(30 * count / top))}")
+        if summary["rare_classes"]:
+            print(f"  rare classes (< 20% of the largest): {', '.join(summary['rare_classes'])}")
+    else:
+        print(f"{result.check}: {summary}")
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from curation_checks.io import run_check
+
+    result = run_check(_load(args.dataset), args.check, label_field=args.label_field)
+    _print_check(result)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Import real data (sklearn digits by default) and run every capability the product has so far."""
+    from active_learning.importers import import_dataset
+    from curation_checks.io import run_check
+
+    started = time.perf_counter()
+    print("== 1/3 Import")
+    dataset = import_dataset(args.name, args.data, max_per_split=args.max_per_split, overwrite=args.overwrite,
+                             progress=True)
+    _print_dataset(dataset)
+    print("\n== 2/3 Class balance")
+    _print_check(run_check(dataset.match_tags("train"), "class_balance", label_field=args.label_field))
+    print("\n== 3/3 Fixed model: out-of-sample probabilities (K-fold) and a final model")
+    _print_model(_run_model(dataset, args))
+    print(f"\nDemo finished in {time.perf_counter() - started:.0f} s. Everything is stored in FiftyOne's MongoDB "
+          f"(dataset {dataset.name!r}: fields model_probs, model_prediction, model_embedding, "
+          "class_balance_class_frequency; runs curation_import, check_class_balance, curation_model).")
+    print(f"Open it in the App:  .venv/bin/curation app {dataset.name}   (then + -> 'Curation overview')")
+    return 0
+
+
+def plugin_root() -> Path:
+    """The checkout holding fiftyone.yml (the plugin), found from this package's location."""
+    root = Path(__file__).resolve().parent.parent
+    if not (root / "fiftyone.yml").is_file():
+        raise CurationError(f"fiftyone.yml not found beside {root}; install the project from its checkout "
+                            "(pip install -e .) to use it as a FiftyOne plugin.")
+    return root
+
+
+def ensure_plugin_linked() -> Path:
+    """Link the checkout into FiftyOne's plugins directory (idempotent); returns the link."""
+    import fiftyone as fo
+
+    plugins_dir = Path(fo.config.plugins_dir or Path.home() / "fiftyone" / "__plugins__")
+    plugins_dir.mkdir(parents=True, exist_ok=True)
+    link = plugins_dir / PLUGIN_LINK_NAME
+    target = plugin_root()
+    if link.is_symlink() and link.resolve() == target:
+        return link
+    if link.exists() or link.is_symlink():
+        raise CurationError(f"{link} exists and is not a link to {target}; remove it and run again.")
+    link.symlink_to(target)
+    return link
+
+
+def cmd_app(args: argparse.Namespace) -> int:
+    import fiftyone as fo
+
+    link = ensure_plugin_linked()
+    dataset = _load(args.dataset)
+    print(f"Plugin linked at {link}.")
+    session = fo.launch_app(dataset, remote=True, address=args.address, port=args.port)
+    print(f"App running at http://{args.address}:{args.port} - open the panel with + -> 'Curation overview'. "
+          "Ctrl-C to stop.")
+    session.wait(-1)
+    return 0
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    import fiftyone as fo
+
+    for name in fo.list_datasets():
+        dataset = fo.load_dataset(name)
+        print(f"{name}: {len(dataset)} samples, runs: {', '.join(sorted(dataset.list_runs())) or '-'}")
+    return 0
+
+
+# -- parser -------------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="curation", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def model_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--label-field", default="ground_truth", help="Classification field with the labels")
+        p.add_argument("--folds", type=int, default=5, help="K of the stratified K-fold (default 5)")
+        p.add_argument("--seeds", type=_ints, default=[0], help="comma-separated seeds; several = an ensemble")
+        p.add_argument("--epochs", type=int, default=None, help="override the fixed recipe's epochs (recorded)")
+        p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+        p.add_argument("--train-tag", default="train", help="tag of the samples to score ('' = all)")
+        p.add_argument("--test-tag", default="test", help="tag of the held-out test samples ('' = none)")
+
+    p = sub.add_parser("import", help="import an image folder tree, IDX files, a FiftyOne export, or the digits")
+    p.add_argument("--data", default=None, help="folder of class subfolders, of IDX files, or a FiftyOne export "
+                                                 "(default: scikit-learn's bundled digits)")
+    p.add_argument("--name", required=True, help="dataset name")
+    p.add_argument("--test-fraction", type=float, default=0.2, help="share tagged test when the source has none")
+    p.add_argument("--pool-fraction", type=float, default=0.0, help="share of train tagged pool (active learning)")
+    p.add_argument("--max-per-split", type=int, default=None, help="seeded subset per IDX file pair")
+    p.add_argument("--classes", default=None, help="comma-separated class names for IDX files")
+    p.add_argument("--media-dir", default=None, help="where array images are written as PNG")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset of that name")
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("model", help="out-of-sample probabilities (K-fold), predictions, embeddings, checkpoint")
+    p.add_argument("dataset")
+    model_options(p)
+    p.set_defaults(func=cmd_model)
+
+    from curation_checks.registry import available_checks
+
+    p = sub.add_parser("check", help="run a registered curation check")
+    p.add_argument("dataset")
+    p.add_argument("check", choices=available_checks())
+    p.add_argument("--label-field", default="ground_truth")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("demo", help="import real data and run every capability, printing a summary")
+    p.add_argument("--data", default=None, help="as for import (default: scikit-learn's bundled digits)")
+    p.add_argument("--name", default=DEMO_DATASET)
+    p.add_argument("--max-per-split", type=int, default=None, help="subset per IDX file pair (e.g. 2000)")
+    p.add_argument("--overwrite", action="store_true")
+    model_options(p)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("app", help="open the FiftyOne App with the plugin on a dataset")
+    p.add_argument("dataset")
+    p.add_argument("--address", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=5151)
+    p.set_defaults(func=cmd_app)
+
+    p = sub.add_parser("datasets", help="list datasets and their curation runs")
+    p.set_defaults(func=cmd_datasets)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``curation`` console script."""
+    os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except CurationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
