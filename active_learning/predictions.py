@@ -99,10 +99,10 @@ def compute_model_outputs(
         checkpoint=str(ckpt), checkpoint_sha256=sha, device=final.device_, seconds=time.perf_counter() - started,
     )
     record_run(
-        dataset, run_key,
+        view, run_key,
         config={"kind": "model_outputs", "label_field": label_field, "recipe": recipe.to_dict(), "folds": folds,
                 "seeds": list(seeds), "probabilities": f"out-of-sample, stratified {folds}-fold over the view",
-                "view": view._serialize() if hasattr(view, "_serialize") else [], "classes": arrays.classes,
+                "classes": arrays.classes,
                 "fields": [PROBS_FIELD, PREDICTION_FIELD, EMBEDDING_FIELD]},
         results={"num_scored": summary.num_scored, "num_unlabeled_skipped": summary.num_unlabeled_skipped,
                  "out_of_sample_accuracy": oos_accuracy, "test_accuracy": test_accuracy, "num_test": num_test,

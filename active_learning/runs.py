@@ -25,17 +25,21 @@ def who() -> str:
         return "unknown"
 
 
-def record_run(dataset, key: str, config: dict[str, Any], results: dict[str, Any], overwrite: bool = True) -> None:
-    """Register a custom run ``key`` on ``dataset`` with JSON-serialisable ``config`` and ``results``."""
+def record_run(collection, key: str, config: dict[str, Any], results: dict[str, Any], overwrite: bool = True) -> None:
+    """Register custom run ``key`` with JSON-serialisable ``config`` and ``results``.
+
+    ``collection`` may be a view: FiftyOne then records its stages, and ``load_run_view`` restores it.
+    """
+    dataset = collection._dataset
     if not _KEY.match(key):
         raise DataError(f"Run key {key!r} must be a Python identifier (letters, digits, underscores).")
     config = {**config, "created_by": who(), "created_at": now_utc()}
-    run_config = dataset.init_run(**config)
+    run_config = collection.init_run(**config)
     if key in dataset.list_runs():
         if not overwrite:
             raise DataError(f"Run {key!r} already exists on dataset {dataset.name!r}; pick another key.")
         dataset.delete_run(key)
-    dataset.register_run(key, run_config)
+    collection.register_run(key, run_config)
     run_results = dataset.init_run_results(key, **results)
     dataset.save_run_results(key, run_results)
 

@@ -45,12 +45,12 @@ def read_inputs(view, label_field: str, requires: tuple[str, ...]) -> CheckInput
     return CheckInputs(tuple(ids), tuple(classes), label_array, pred_probs, embeddings)
 
 
-def write_result(dataset, inputs: CheckInputs, result: CheckResult, prefix: str, config: dict) -> None:
+def write_result(collection, inputs: CheckInputs, result: CheckResult, prefix: str, config: dict) -> None:
     """Per-sample arrays become fields ``<prefix>_<name>``; the summary and config become run ``check_<name>``."""
     from active_learning.views import write_fields
 
-    write_fields(dataset, inputs.sample_ids, {f"{prefix}_{k}": v for k, v in result.per_sample.items()})
-    record_run(dataset, f"check_{result.check}", {"kind": "check", "check": result.check, **config},
+    write_fields(collection._dataset, inputs.sample_ids, {f"{prefix}_{k}": v for k, v in result.per_sample.items()})
+    record_run(collection, f"check_{result.check}", {"kind": "check", "check": result.check, **config},
                {"summary": result.summary})
 
 
@@ -59,7 +59,7 @@ def run_check(view, name: str, label_field: str = "ground_truth", **params) -> C
     check = get_check(name, **params)
     inputs = read_inputs(view, label_field, check.requires)
     result = check.run(inputs)
-    write_result(view._dataset, inputs, result, check.field_prefix,
+    write_result(view, inputs, result, check.field_prefix,
                  {"label_field": label_field, "params": {k: v for k, v in params.items()},
                   "num_samples": len(inputs.sample_ids)})
     return result

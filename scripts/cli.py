@@ -18,11 +18,11 @@ PLUGIN_LINK_NAME = "fiftyone-curation"
 def _progress_bar(desc: str) -> tuple[Callable[[float, str], None], Callable[[], None]]:
     from tqdm import tqdm
 
-    bar = tqdm(total=100, desc=desc, unit="%", bar_format="{l_bar}{bar}| {n:.0f}% [{elapsed}<{remaining}] {postfix}")
+    bar = tqdm(total=100, desc=desc, bar_format="{percentage:3.0f}%|{bar:30}| {elapsed}<{remaining} {desc}")
 
     def update(fraction: float, message: str) -> None:
         bar.n = round(100 * fraction, 1)
-        bar.set_postfix_str(message[:60], refresh=False)
+        bar.set_description_str(f"{desc}: {message}"[:70], refresh=False)
         bar.refresh()
 
     return update, bar.close
@@ -258,6 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``curation`` console script."""
     os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
+    # FiftyOne warns that the bundled mongod 6.0 is its oldest supported version; it is the one that runs here.
+    os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
