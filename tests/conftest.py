@@ -38,6 +38,7 @@ def pytest_configure(config: pytest.Config) -> None:
         FIFTYONE_DATABASE_URI=f"mongodb://127.0.0.1:{port}",
         FIFTYONE_DATABASE_DIR=str(root / "fiftyone-db-unused"),
         FIFTYONE_DO_NOT_TRACK="true",
+        FIFTYONE_DATABASE_VALIDATION="false",
         FIFTYONE_DATABASE_ADMIN="true",
         FIFTYONE_DEFAULT_DATASET_DIR=str(root / "datasets"),
         FIFTYONE_PLUGINS_DIR=str(root / "plugins"),

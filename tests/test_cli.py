@@ -1,0 +1,80 @@
+"""The ``curation`` console script end to end, in a subprocess against the test session's MongoDB."""
+
+from __future__ import annotations
+
+import gzip
+
+import pytest
+
+from conftest import run_cli
+
+
+def test_demo_runs_every_capability_and_reports(dataset_name, cli_env):
+    result = run_cli(["demo", "--name", dataset_name, "--epochs", "1", "--folds", "2"], cli_env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = result.stdout
+    assert "1797 samples" in out
+    assert "Class balance: 1438 labeled" in out
+    assert "out-of-sample accuracy" in out and "test accuracy" in out
+    assert "Demo finished" in out and f"curation app {dataset_name}" in out
+
+    import fiftyone as fo
+
+    dataset = fo.load_dataset(dataset_name)
+    assert {"curation_import", "check_class_balance", "curation_model"} <= set(dataset.list_runs())
+    train = dataset.match_tags("train")
+    assert len(train.exists("model_probs")) == len(train) == 1438
+    assert len(train.values("model_probs")[0]) == 10
+    assert len(dataset.match_tags("test").exists("model_prediction")) == 359
+
+
+def test_missing_data_path_is_a_clear_error_and_writes_nothing(dataset_name, cli_env, tmp_path):
+    import fiftyone as fo
+
+    before = set(fo.list_datasets())
+    result = run_cli(["import", "--name", dataset_name, "--data", str(tmp_path / "nope")], cli_env)
+    assert result.returncode == 2
+    assert "no such file or directory" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert set(fo.list_datasets()) == before
+
+
+def test_bad_idx_magic_is_a_clear_error(dataset_name, cli_env, tmp_path, shared_data):
+    source = shared_data / "mnist"
+    images = gzip.decompress((source / "t10k-images-idx3-ubyte.gz").read_bytes())
+    labels = gzip.decompress((source / "t10k-labels-idx1-ubyte.gz").read_bytes())
+    (tmp_path / "t10k-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x01" + images[4:])  # labels' magic
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(labels)
+    result = run_cli(["import", "--name", dataset_name, "--data", str(tmp_path)], cli_env)
+    assert result.returncode == 2
+    assert "magic number 0x00000801" in result.stderr and "expected 0x00000803" in result.stderr
+
+
+def test_second_import_of_same_data_is_a_noop_and_other_data_is_refused(dataset_name, cli_env, tmp_path):
+    first = run_cli(["import", "--name", dataset_name], cli_env)
+    assert first.returncode == 0, first.stderr[-2000:]
+    import fiftyone as fo
+
+    ids = sorted(fo.load_dataset(dataset_name).values("id"))
+    second = run_cli(["import", "--name", dataset_name], cli_env)
+    assert second.returncode == 0
+    assert sorted(fo.load_dataset(dataset_name).values("id")) == ids
+
+    folder = tmp_path / "imgs"
+    for cls in ("a", "b"):
+        (folder / cls).mkdir(parents=True)
+        from PIL import Image
+
+        for i in range(3):
+            Image.new("L", (8, 8), color=40 * i).save(folder / cls / f"{i}.png")
+    other = run_cli(["import", "--name", dataset_name, "--data", str(folder)], cli_env)
+    assert other.returncode == 2
+    assert "already exists" in other.stderr and "--overwrite" in other.stderr
+    assert sorted(fo.load_dataset(dataset_name).values("id")) == ids
+
+
+@pytest.mark.parametrize("command", [["model", "no-such-dataset"], ["check", "no-such-dataset", "class_balance"]])
+def test_unknown_dataset_names_existing_ones(command, cli_env):
+    result = run_cli(command, cli_env)
+    assert result.returncode == 2
+    assert "does not exist" in result.stderr and "curation import" in result.stderr
