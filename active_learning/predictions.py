@@ -88,6 +88,12 @@ def compute_model_outputs(
     sha = final.save(ckpt)
 
     _write_predictions(dataset, arrays.sample_ids, probs, arrays.classes, embeddings)
+    if arrays.num_unlabeled:
+        # Unlabeled samples get no out-of-sample probabilities (there is no label to hold out) but do get
+        # embeddings, so near-duplicate and outlier checks cover the whole view.
+        unlabeled = view.exclude(arrays.sample_ids)
+        ids, paths = unlabeled.values(["id", "filepath"])
+        write_fields(dataset, ids, {EMBEDDING_FIELD: final.embed(load_images(paths, recipe.image_size))})
     test_accuracy, num_test = None, 0
     if test_view is not None and len(test_view):
         test_accuracy, num_test = evaluate(final, test_view, label_field, arrays.classes)

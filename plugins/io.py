@@ -31,10 +31,15 @@ def read_inputs(view, label_field: str, requires: tuple[str, ...]) -> CheckInput
             raise DataError(f"This check needs {PROBS_FIELD!r}: run `curation model` (or the Compute model "
                             "outputs operator) first.")
         rows = view.values(PROBS_FIELD)
-        if any(r is None for r in rows):
-            raise DataError(f"{sum(r is None for r in rows)} samples of the view have no {PROBS_FIELD!r}; "
+        # Out-of-sample probabilities exist only for labeled samples; unlabeled rows become NaN.
+        missing_labeled = sum(r is None and y >= 0 for r, y in zip(rows, label_array))
+        if missing_labeled:
+            raise DataError(f"{missing_labeled} labeled samples of the view have no {PROBS_FIELD!r}; "
                             "recompute the model outputs over this view.")
-        pred_probs = np.asarray(rows, dtype=np.float64)
+        if len({len(r) for r in rows if r is not None}) > 1:
+            raise DataError(f"The {PROBS_FIELD!r} rows have different lengths; recompute the model outputs.")
+        width = next((len(r) for r in rows if r is not None), len(classes))
+        pred_probs = np.asarray([r if r is not None else [np.nan] * width for r in rows], dtype=np.float64)
     if "embeddings" in requires:
         if EMBEDDING_FIELD not in schema:
             raise DataError(f"This check needs {EMBEDDING_FIELD!r}: run `curation model` first.")

@@ -5,9 +5,15 @@ from __future__ import annotations
 from active_learning.errors import DataError
 from curation_checks.base import Check, CheckInputs, CheckResult
 from curation_checks.class_balance import ClassBalance
+from curation_checks.label_errors import LabelErrors
+from curation_checks.near_duplicates import NearDuplicates
+from curation_checks.outliers import Outliers
 
 REGISTRY: dict[str, type] = {
     ClassBalance.name: ClassBalance,
+    LabelErrors.name: LabelErrors,
+    NearDuplicates.name: NearDuplicates,
+    Outliers.name: Outliers,
 }
 
 

@@ -7,6 +7,7 @@ mongod on a free port with its own data directory and points FiftyOne at it with
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import subprocess
@@ -22,6 +23,7 @@ ARTIFACTS = REPO_ROOT / "test-artifacts"
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from services import free_port, start_mongod, stop_process  # noqa: E402
+from labelstudio_server import label_studio, label_studio_down_url  # noqa: E402,F401
 
 _SESSION: dict[str, object] = {}
 
@@ -33,6 +35,9 @@ def pytest_configure(config: pytest.Config) -> None:
     port = free_port()
     proc = start_mongod(root / "mongo", port)
     _SESSION.update(root=root, mongod=proc)
+    # atexit runs last-registered first: registered before fiftyone is imported, this runs after FiftyOne's own
+    # exit cleanup (which talks to the database); stopping mongod earlier makes that cleanup wait 30 s.
+    atexit.register(_stop_mongod)
     os.environ.update(
         CURATION_TEST_MONGO_STARTED="1",
         FIFTYONE_DATABASE_URI=f"mongodb://127.0.0.1:{port}",
@@ -51,7 +56,7 @@ def pytest_configure(config: pytest.Config) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
 
 
-def pytest_unconfigure(config: pytest.Config) -> None:
+def _stop_mongod() -> None:
     proc = _SESSION.get("mongod")
     if proc is not None:
         stop_process(proc)  # type: ignore[arg-type]

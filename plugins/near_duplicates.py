@@ -1,0 +1,160 @@
+"""Near duplicates: samples whose embedding lies unusually close to another's (cosine distance).
+
+Like cleanlab's ``NearDuplicateIssueManager``: by default a sample is flagged when its nearest other sample is
+closer than ``relative_threshold`` (0.13) times the median nearest-neighbour distance of the view, so the cut
+adapts to how spread the embeddings are; an absolute cosine-distance ``threshold`` overrides it. Flagged samples
+within the threshold of each other form groups (connected components), e.g. three copies of one image.
+
+The neighbour search is exact: scikit-learn's brute-force ``NearestNeighbors`` on L2-normalised embeddings with the
+Euclidean metric (its chunked, BLAS-backed kernels), converted to cosine distance with ``d_cos = d_euc**2 / 2``.
+Queries run in blocks, so memory stays bounded; it is fine up to ~100k samples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from active_learning.errors import DataError, InputError
+from curation_checks.base import CheckInputs, CheckResult
+
+MEDIAN_FLOOR = 1e-6  # cleanlab's EPSILON: keeps the relative threshold above 0 when most samples are copies
+QUERY_BLOCK = 4096  # query rows per neighbour search call
+
+
+def normalised_embeddings(inputs: CheckInputs, check: str) -> np.ndarray:
+    """The embeddings, validated and scaled to unit L2 norm (all-zero rows stay zero)."""
+    if inputs.embeddings is None:
+        raise DataError(f"{check} needs embeddings: run `curation model` first.")
+    embeddings = np.asarray(inputs.embeddings)
+    if embeddings.dtype not in (np.float32, np.float64):
+        embeddings = embeddings.astype(np.float64)
+    n = len(inputs.sample_ids)
+    if embeddings.ndim != 2 or embeddings.shape[0] != n or embeddings.shape[1] == 0:
+        raise DataError(f"Expected one embedding vector per sample ({n} rows); got shape {embeddings.shape}.")
+    if n < 2:
+        raise DataError(f"{check} compares samples with each other: select at least 2 samples.")
+    if not np.isfinite(embeddings).all():
+        raise DataError("Some embeddings hold NaN or infinite values; recompute the model outputs.")
+    norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
+    return embeddings / np.where(norms > 0, norms, 1).astype(embeddings.dtype)
+
+
+def cosine_neighbors(unit: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cosine distances and indices of the ``k`` nearest *other* rows of each row of ``unit`` (unit-norm rows).
+
+    A row is never its own neighbour, even when exact copies tie with it at distance 0.
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    n = len(unit)
+    if not 1 <= k <= n - 1:
+        raise DataError(f"Cannot take {k} neighbours among {n} samples.")
+    index = NearestNeighbors(n_neighbors=k + 1, metric="euclidean", algorithm="brute").fit(unit)
+    distances = np.empty((n, k), dtype=np.float64)
+    indices = np.empty((n, k), dtype=np.int64)
+    for start in range(0, n, QUERY_BLOCK):
+        stop = min(start + QUERY_BLOCK, n)
+        dist, idx = index.kneighbors(unit[start:stop], return_distance=True)
+        rows = np.arange(start, stop)
+        is_self = idx == rows[:, None]
+        # Drop the row itself; when copies pushed it out of the k+1 list, drop the farthest instead.
+        drop = np.where(is_self.any(axis=1), is_self.argmax(axis=1), k)
+        keep = np.ones_like(is_self)
+        keep[np.arange(len(rows)), drop] = False
+        distances[start:stop] = dist[keep].reshape(-1, k)
+        indices[start:stop] = idx[keep].reshape(-1, k)
+    return _euclidean_to_cosine(distances), indices
+
+
+def _euclidean_to_cosine(distances: np.ndarray) -> np.ndarray:
+    return np.clip(np.asarray(distances, dtype=np.float64) ** 2 / 2.0, 0.0, 2.0)
+
+
+@dataclass(frozen=True)
+class NearDuplicates:
+    """Flag samples closer to another sample than a threshold, and group connected near-duplicates."""
+
+    threshold: float | None = None  # absolute cosine distance; None: relative_threshold * median NN distance
+    relative_threshold: float = 0.13  # cleanlab's default for the near_duplicate issue type
+
+    name: ClassVar[str] = "near_duplicates"
+    description: ClassVar[str] = "Near-duplicate samples (nearest neighbour in embedding space)"
+    requires: ClassVar[tuple[str, ...]] = ("embeddings",)
+    field_prefix: ClassVar[str] = "near_duplicate"
+
+    def __post_init__(self) -> None:
+        if self.threshold is not None and not 0 <= self.threshold <= 2:
+            raise InputError(f"threshold is a cosine distance in [0, 2]; got {self.threshold}.")
+        if not self.relative_threshold >= 0:
+            raise InputError(f"relative_threshold must be non-negative; got {self.relative_threshold}.")
+
+    def run(self, inputs: CheckInputs) -> CheckResult:
+        unit = normalised_embeddings(inputs, self.name)
+        n = len(unit)
+        distances, indices = cosine_neighbors(unit, 1)
+        nearest_distance, nearest = distances[:, 0], indices[:, 0]
+        median = float(np.median(nearest_distance))
+        if self.threshold is None:
+            threshold = float(self.relative_threshold * max(median, MEDIAN_FLOOR))
+            rule = f"relative: {self.relative_threshold} x median nearest-neighbour distance"
+        else:
+            threshold = float(self.threshold)
+            rule = "absolute cosine distance"
+        flag = nearest_distance < threshold
+        group = _groups(unit, flag, nearest, threshold)
+        sizes = np.bincount(group[group >= 0]) if flag.any() else np.zeros(0, dtype=np.int64)
+        summary = {
+            "num_flagged": int(flag.sum()),
+            "num_groups": int(len(sizes)),
+            "largest_group": int(sizes.max()) if len(sizes) else 0,
+            "threshold": threshold,
+            "threshold_rule": rule,
+            "relative_threshold": float(self.relative_threshold),
+            "median_nearest_distance": median,
+            "metric": "cosine",
+        }
+        nearest_id = np.asarray([inputs.sample_ids[j] for j in nearest], dtype=object)
+        return CheckResult(
+            self.name,
+            per_sample={"score": nearest_distance, "flag": flag, "group": group, "nearest_id": nearest_id},
+            summary=summary,
+        )
+
+
+def _groups(unit: np.ndarray, flag: np.ndarray, nearest: np.ndarray, threshold: float) -> np.ndarray:
+    """Group id per sample: connected components of flagged samples linked within ``threshold``; -1 if unflagged.
+
+    Only flagged samples can lie within the threshold of each other, so only they are queried. Ids count from 0
+    in order of each group's first sample.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    from sklearn.neighbors import NearestNeighbors
+
+    n = len(unit)
+    group = np.full(n, -1, dtype=np.int64)
+    flagged = np.flatnonzero(flag)
+    if len(flagged) == 0:
+        return group
+    # Every flagged sample links to its nearest neighbour (flagged too: the relation is symmetric in distance).
+    sources, targets = [flagged], [nearest[flagged]]
+    index = NearestNeighbors(metric="euclidean", algorithm="brute").fit(unit)
+    radius = float(np.sqrt(2.0 * threshold))
+    for start in range(0, len(flagged), QUERY_BLOCK):
+        rows = flagged[start:start + QUERY_BLOCK]
+        dist, idx = index.radius_neighbors(unit[rows], radius=radius, return_distance=True)
+        for row, row_dist, row_idx in zip(rows, dist, idx):
+            close = row_idx[(_euclidean_to_cosine(row_dist) < threshold) & (row_idx != row)]
+            sources.append(np.full(len(close), row))
+            targets.append(close)
+    src, dst = np.concatenate(sources), np.concatenate(targets)
+    graph = coo_matrix((np.ones(len(src), dtype=np.int8), (src, dst)), shape=(n, n)).tocsr()
+    _, component = connected_components(graph, directed=False)
+    # Renumber the components that contain flagged samples 0, 1, ... in order of their first sample.
+    first_seen: dict[int, int] = {}
+    for i in flagged:
+        group[i] = first_seen.setdefault(int(component[i]), len(first_seen))
+    return group
