@@ -128,24 +128,78 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_label_issues(dataset_name: str, report, top: int) -> None:
+    from curation_checks.pipelines import noise_pairs_table
+
+    errors = report.results["label_errors"].summary
+    scored = errors["num_scored"]
+    source = (f"{report.model.folds}-fold out-of-sample probabilities, seeds {list(report.model.seeds)}, "
+              f"computed in {report.model.seconds:.0f} s" if report.model else "existing out-of-sample probabilities")
+    print(f"Label issues in {dataset_name!r}: {scored} labeled samples scored ({source}; cleanlab "
+          f"{errors['filter_by']}, ranked by {errors['rank_method']}).")
+    if errors["num_unlabeled_skipped"]:
+        print(f"  {errors['num_unlabeled_skipped']} samples without a label were skipped.")
+    print(f"  Likely label errors: {errors['num_issues']} ({100 * errors['num_issues'] / max(scored, 1):.1f}%)")
+    pairs = noise_pairs_table(errors)
+    if pairs:
+        print("  Most frequent given -> suggested: " + ", ".join(f"{g} -> {s} ({c})" for g, s, c in pairs[:6]))
+    if report.suspects:
+        print(f"  Worst {min(top, len(report.suspects))} by label quality (* = flagged as a likely error):")
+        width = max(8, *(len(x.given) for x in report.suspects), *(len(x.suggested) for x in report.suspects))
+        print(f"    {'rank':>5} {'score':>7} {'flag':>4}  {'given':<{width}} {'suggested':<{width}} file")
+        for suspect in report.suspects[:top]:
+            print(f"    {suspect.rank:>5} {suspect.score:>7.4f} {'*' if suspect.flagged else '':>4}  "
+                  f"{suspect.given:<{width}} {suspect.suggested:<{width}} {Path(suspect.filepath).name}")
+    dups = report.results["near_duplicates"].summary
+    outliers = report.results["outliers"].summary
+    print(f"  Near-duplicates: {dups['num_flagged']} samples in {dups['num_groups']} groups; "
+          f"outliers: {outliers['num_flagged']}.")
+    print("  Fields: label_issue_{score,flag,suggested,rank}, near_duplicate_*, outlier_*; review them in the App's "
+          "'Label issues' panel.")
+
+
+def cmd_label_errors(args: argparse.Namespace) -> int:
+    from active_learning.model import Recipe
+    from curation_checks.pipelines import find_label_issues
+
+    dataset = _load(args.dataset)
+    view = dataset.match_tags(args.tag) if args.tag else dataset
+    recipe = Recipe(epochs=args.epochs, seed=args.seeds[0]) if args.epochs else Recipe(seed=args.seeds[0])
+    update, close = _progress_bar("Label issues")
+    try:
+        report = find_label_issues(view, label_field=args.label_field, folds=args.folds, seeds=args.seeds,
+                                   recipe=recipe, device=args.device, recompute=args.recompute, top=args.top,
+                                   progress=update)
+    finally:
+        close()
+    _print_label_issues(dataset.name, report, args.top)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Import real data (sklearn digits by default) and run every capability the product has so far."""
     from active_learning.importers import import_dataset
     from curation_checks.io import run_check
 
     started = time.perf_counter()
-    print("== 1/3 Import")
+    print("== 1/4 Import")
     dataset = import_dataset(args.name, args.data, max_per_split=args.max_per_split, overwrite=args.overwrite,
                              progress=True)
     _print_dataset(dataset)
-    print("\n== 2/3 Class balance")
+    print("\n== 2/4 Class balance")
     _print_check(run_check(dataset.match_tags("train"), "class_balance", label_field=args.label_field))
-    print("\n== 3/3 Fixed model: out-of-sample probabilities (K-fold) and a final model")
+    print("\n== 3/4 Fixed model: out-of-sample probabilities (K-fold) and a final model")
     _print_model(_run_model(dataset, args))
+    print("\n== 4/4 Label errors, near-duplicates, outliers")
+    from curation_checks.pipelines import find_label_issues
+
+    train = dataset.match_tags(args.train_tag) if args.train_tag else dataset
+    _print_label_issues(dataset.name, find_label_issues(train, label_field=args.label_field, top=10), 10)
     print(f"\nDemo finished in {time.perf_counter() - started:.0f} s. Everything is stored in FiftyOne's MongoDB "
-          f"(dataset {dataset.name!r}: fields model_probs, model_prediction, model_embedding, "
-          "class_balance_class_frequency; runs curation_import, check_class_balance, curation_model).")
-    print(f"Open it in the App:  .venv/bin/curation app {dataset.name}   (then + -> 'Curation overview')")
+          f"(dataset {dataset.name!r}: fields model_*, class_balance_*, label_issue_*, near_duplicate_*, outlier_*; "
+          f"runs {', '.join(sorted(dataset.list_runs()))}).")
+    print(f"Open it in the App:  .venv/bin/curation app {dataset.name}   (then + -> 'Curation overview' or "
+          "'Label issues')")
     return 0
 
 
@@ -235,6 +289,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("check", choices=available_checks())
     p.add_argument("--label-field", default="ground_truth")
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("label-errors", help="rank likely label errors (cleanlab on out-of-sample probabilities), "
+                                            "near-duplicates and outliers")
+    p.add_argument("dataset")
+    p.add_argument("--label-field", default="ground_truth", help="Classification field with the labels")
+    p.add_argument("--folds", type=int, default=5, help="K of the stratified K-fold (default 5)")
+    p.add_argument("--seed", dest="seeds", type=lambda v: [int(v)], default=[0], help="training and fold seed")
+    p.add_argument("--seeds", dest="seeds", type=_ints, help="several comma-separated seeds: an ensemble")
+    p.add_argument("--epochs", type=int, default=None, help="override the fixed recipe's epochs (recorded)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    p.add_argument("--tag", default="", help="only samples with this tag (default: all)")
+    p.add_argument("--top", type=int, default=15, help="how many suspects to print")
+    p.add_argument("--recompute", action="store_true", help="recompute the probabilities even if present")
+    p.set_defaults(func=cmd_label_errors)
 
     p = sub.add_parser("demo", help="import real data and run every capability, printing a summary")
     p.add_argument("--data", default=None, help="as for import (default: scikit-learn's bundled digits)")

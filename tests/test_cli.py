@@ -16,12 +16,14 @@ def test_demo_runs_every_capability_and_reports(dataset_name, cli_env):
     assert "1797 samples" in out
     assert "Class balance: 1438 labeled" in out
     assert "out-of-sample accuracy" in out and "test accuracy" in out
+    assert "Likely label errors:" in out and "Near-duplicates:" in out
     assert "Demo finished" in out and f"curation app {dataset_name}" in out
 
     import fiftyone as fo
 
     dataset = fo.load_dataset(dataset_name)
-    assert {"curation_import", "check_class_balance", "curation_model"} <= set(dataset.list_runs())
+    assert {"curation_import", "check_class_balance", "curation_model", "check_label_errors",
+            "check_near_duplicates", "check_outliers"} <= set(dataset.list_runs())
     train = dataset.match_tags("train")
     assert len(train.exists("model_probs")) == len(train) == 1438
     assert len(train.values("model_probs")[0]) == 10
@@ -78,3 +80,20 @@ def test_unknown_dataset_names_existing_ones(command, cli_env):
     result = run_cli(command, cli_env)
     assert result.returncode == 2
     assert "does not exist" in result.stderr and "curation import" in result.stderr
+
+
+def test_label_errors_report_computes_probabilities_when_missing(dataset_name, cli_env):
+    assert run_cli(["import", "--name", dataset_name], cli_env).returncode == 0
+    result = run_cli(["label-errors", dataset_name, "--tag", "test", "--folds", "2", "--epochs", "1", "--top", "5"],
+                     cli_env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = result.stdout
+    assert "359 labeled samples scored (2-fold out-of-sample probabilities" in out
+    assert "Worst 5 by label quality" in out
+    import fiftyone as fo
+
+    test = fo.load_dataset(dataset_name).match_tags("test")
+    ranks = sorted(test.values("label_issue_rank"))
+    assert ranks == list(range(1, 360))
+    again = run_cli(["label-errors", dataset_name, "--tag", "test", "--top", "5"], cli_env)
+    assert again.returncode == 0 and "existing out-of-sample probabilities" in again.stdout
