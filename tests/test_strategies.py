@@ -1,0 +1,328 @@
+"""Query strategies: invariants (hypothesis), agreement with independent numpy formulas and with modAL, diversity."""
+
+from __future__ import annotations
+
+import tracemalloc
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from scipy.spatial.distance import cdist
+
+from active_learning.errors import DataError, InputError
+from active_learning.modal_compat import modal_batch
+from active_learning.strategies import (
+    REQUIRES,
+    STRATEGIES,
+    entropy,
+    k_center_greedy,
+    least_confidence,
+    margin,
+    random_sampling,
+    ranked_batch,
+    select,
+)
+
+# ------------------------------------------------------------------------------------ independent score formulas
+
+
+def least_confidence_score(probs: np.ndarray) -> np.ndarray:
+    return 1.0 - probs.max(axis=1)
+
+
+def margin_priority(probs: np.ndarray) -> np.ndarray:
+    """Negated margin: larger is more uncertain."""
+    if probs.shape[1] == 1:
+        return np.zeros(len(probs))
+    top_two = np.sort(probs, axis=1)[:, -2:]
+    return -(top_two[:, 1] - top_two[:, 0])
+
+
+def entropy_score(probs: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(probs > 0, probs * np.log(probs), 0.0)
+    return -terms.sum(axis=1)
+
+
+UNCERTAINTY = {
+    "least_confidence": (least_confidence, least_confidence_score),
+    "margin": (margin, margin_priority),
+    "entropy": (entropy, entropy_score),
+}
+
+
+def random_probs(seed: int, n_pool: int, n_classes: int) -> np.ndarray:
+    return np.random.default_rng(seed).dirichlet(np.full(n_classes, 0.5), size=n_pool)
+
+
+def planted_clusters(
+    seed: int, sizes: tuple[int, ...], dim: int = 6, spread: float = 1.0, separation: float = 100.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Well-separated Gaussian blobs: (embeddings, cluster id per row), rows shuffled."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(len(sizes), dim))
+    centers *= separation / np.linalg.norm(centers, axis=1, keepdims=True)
+    centers += np.arange(len(sizes))[:, None] * separation  # keep centers apart even if directions are close
+    cluster = np.repeat(np.arange(len(sizes)), sizes)
+    points = centers[cluster] + rng.uniform(-spread, spread, size=(len(cluster), dim))
+    order = rng.permutation(len(cluster))
+    return points[order], cluster[order]
+
+
+@st.composite
+def probability_pools(draw: st.DrawFn) -> np.ndarray:
+    n_pool = draw(st.integers(1, 40))
+    n_classes = draw(st.integers(1, 6))
+    raw = draw(arrays(np.float64, (n_pool, n_classes), elements=st.floats(0.0, 1.0)))
+    if draw(st.booleans()):
+        raw = np.round(raw, 1)  # coarse values: many exact ties
+    raw = raw + 1e-3
+    return raw / raw.sum(axis=1, keepdims=True)
+
+
+# ----------------------------------------------------------------------------------- uncertainty strategies
+
+
+@pytest.mark.parametrize("name", sorted(UNCERTAINTY))
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_uncertainty_strategy_matches_numpy_formula(name: str, seed: int) -> None:
+    strategy, score = UNCERTAINTY[name]
+    probs = random_probs(seed, n_pool=400, n_classes=10)
+    expected = np.argsort(-score(probs), kind="stable")[:25]
+    np.testing.assert_array_equal(strategy(probs, None, 25), expected)
+    np.testing.assert_array_equal(select(name, probs, None, 25), expected)
+
+
+@settings(max_examples=60, deadline=None)
+@given(probs=probability_pools(), n=st.integers(1, 50), seed=st.integers(0, 2**32 - 1))
+def test_uncertainty_strategies_properties(probs: np.ndarray, n: int, seed: int) -> None:
+    for name, (strategy, score) in UNCERTAINTY.items():
+        picked = strategy(probs, None, n, seed)
+        assert picked.dtype == np.intp
+        assert len(picked) == min(n, len(probs))
+        assert len(set(picked.tolist())) == len(picked)
+        assert ((picked >= 0) & (picked < len(probs))).all()
+        np.testing.assert_array_equal(strategy(probs, None, n, seed), picked)
+        # the picked are the top-n by the score, in order (tolerance: modAL's float order may differ by an ulp)
+        scores = score(probs)
+        rest = np.setdiff1d(np.arange(len(probs)), picked)
+        if len(rest):
+            assert scores[picked].min() >= scores[rest].max() - 1e-9, name
+        assert (np.diff(scores[picked]) <= 1e-9).all(), name
+
+
+@pytest.mark.parametrize("name", sorted(UNCERTAINTY))
+def test_ties_lowest_index_first(name: str) -> None:
+    confident = [0.9, 0.05, 0.05]
+    unsure = [0.4, 0.3, 0.3]
+    probs = np.array([confident, unsure, confident, unsure, unsure, confident])
+    strategy, _ = UNCERTAINTY[name]
+    np.testing.assert_array_equal(strategy(probs, None, 2), [1, 3])
+    np.testing.assert_array_equal(strategy(probs, None, 6), [1, 3, 4, 0, 2, 5])
+
+
+def test_margin_with_one_class_returns_first_indices() -> None:
+    np.testing.assert_array_equal(margin(np.ones((5, 1)), None, 3), [0, 1, 2])
+
+
+# ------------------------------------------------------------------------------------------------------ random
+
+
+def test_random_is_seed_deterministic_and_distinct() -> None:
+    probs = random_probs(0, n_pool=50, n_classes=3)
+    first = random_sampling(probs, None, 20, random_state=7)
+    np.testing.assert_array_equal(first, random_sampling(probs, None, 20, random_state=7))
+    assert not np.array_equal(first, random_sampling(probs, None, 20, random_state=8))
+    assert len(set(first.tolist())) == 20
+    np.testing.assert_array_equal(
+        random_sampling(None, np.zeros((50, 2)), 20, random_state=7), first
+    )  # only the pool size matters
+    assert sorted(random_sampling(probs, None, 500, random_state=1).tolist()) == list(range(50))
+
+
+def test_random_is_uniform() -> None:
+    pool, n, draws = 10, 3, 2000
+    counts = np.zeros(pool)
+    for seed in range(draws):
+        counts[random_sampling(None, np.zeros((pool, 1)), n, random_state=seed)] += 1
+    expected = draws * n / pool  # 600; sd ~ 20
+    assert np.abs(counts - expected).max() < 100, counts
+
+
+# -------------------------------------------------------------------------------------------- k-center greedy
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_k_center_covers_every_cluster_before_repeating(seed: int) -> None:
+    sizes = (40, 5, 100, 1, 17, 60)
+    points, cluster = planted_clusters(seed, sizes)
+    picked = k_center_greedy(None, points, 2 * len(sizes), random_state=seed)
+    assert sorted(cluster[picked[: len(sizes)]].tolist()) == list(range(len(sizes)))
+    assert len(set(picked.tolist())) == len(picked)
+
+
+def test_k_center_starts_from_the_labeled_set() -> None:
+    points, cluster = planted_clusters(0, (30, 30, 30, 30))
+    labeled = points[cluster <= 1][:5]  # clusters 0 and 1 are already labeled
+    picked = k_center_greedy(None, points, 2, labeled_embeddings=labeled)
+    assert sorted(cluster[picked].tolist()) == [2, 3]
+
+
+def test_k_center_each_pick_is_the_farthest_point() -> None:
+    rng = np.random.default_rng(5)
+    points, labeled = rng.normal(size=(120, 4)), rng.normal(size=(7, 4))
+    picked = k_center_greedy(None, points, 15, labeled_embeddings=labeled)
+    centers = list(labeled)
+    for index in picked:
+        nearest = cdist(points, np.array(centers)).min(axis=1)
+        assert index == int(np.argmax(nearest))
+        centers.append(points[index])
+
+
+def test_k_center_duplicates_never_repeat_a_pick() -> None:
+    points = np.zeros((6, 3))
+    picked = k_center_greedy(None, points, 10, random_state=0)
+    assert sorted(picked.tolist()) == list(range(6))
+
+
+def test_k_center_memory_is_linear_in_the_pool() -> None:
+    points = np.random.default_rng(0).normal(size=(4000, 16))
+    tracemalloc.start()
+    k_center_greedy(None, points, 20, random_state=0, labeled_embeddings=points[:50])
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 8 * 4000 * 150, peak  # ~ (pool, n_labeled + a few) floats; a (pool, pool) matrix: 128 MB
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    points=arrays(np.float64, st.tuples(st.integers(1, 30), st.integers(1, 4)), elements=st.floats(-10, 10)),
+    n=st.integers(1, 40),
+    seed=st.integers(0, 1000),
+)
+def test_diversity_strategies_properties(points: np.ndarray, n: int, seed: int) -> None:
+    probs = np.full((len(points), 2), 0.5)
+    for strategy in (k_center_greedy, ranked_batch):
+        picked = strategy(probs, points, n, seed)
+        assert len(picked) == min(n, len(points))
+        assert len(set(picked.tolist())) == len(picked)
+        assert ((picked >= 0) & (picked < len(points))).all()
+        np.testing.assert_array_equal(strategy(probs, points, n, seed), picked)
+
+
+# ------------------------------------------------------------------------------------------------ ranked batch
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_ranked_batch_matches_modal(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    pool, labeled = rng.normal(size=(150, 5)), rng.normal(size=(12, 5))
+    probs = random_probs(seed, n_pool=150, n_classes=4)
+    learner = SimpleNamespace(on_transformed=False, X_training=labeled)  # what modAL's ranked_batch reads
+    expected, _ = modal_batch().ranked_batch(
+        learner, pool, least_confidence_score(probs), n_instances=20, metric="euclidean", n_jobs=None
+    )
+    np.testing.assert_array_equal(ranked_batch(probs, pool, 20, labeled_embeddings=labeled), expected)
+
+
+def test_ranked_batch_is_diverse_on_planted_clusters() -> None:
+    sizes = (50, 3, 80, 20, 9)
+    points, cluster = planted_clusters(1, sizes)
+    probs = np.full((len(points), 3), 1 / 3)  # equal uncertainty: only distance matters
+    picked = ranked_batch(probs, points, len(sizes))
+    assert sorted(cluster[picked].tolist()) == list(range(len(sizes)))
+    # cold start: the first pick is the item nearest the centroid
+    assert picked[0] == np.argmin(((points - points.mean(axis=0)) ** 2).sum(axis=1))
+
+
+def test_ranked_batch_prefers_uncertain_items_when_distances_tie() -> None:
+    points = np.array([[0.0], [10.0], [10.0], [20.0]])
+    probs = np.array([[0.5, 0.5], [0.9, 0.1], [0.6, 0.4], [0.8, 0.2]])
+    picked = ranked_batch(probs, points, 1, labeled_embeddings=np.array([[0.0], [20.0]]))
+    assert picked.tolist() == [2]
+
+
+# ------------------------------------------------------------------------------------------- registry, errors
+
+
+def test_registry_lists_every_strategy_and_what_it_needs() -> None:
+    names = {"random", "least_confidence", "margin", "entropy", "ranked_batch", "k_center_greedy"}
+    assert set(STRATEGIES) == names
+    assert set(REQUIRES) == names
+    probs = random_probs(0, n_pool=30, n_classes=3)
+    points = np.random.default_rng(0).normal(size=(30, 4))
+    for name, needs in REQUIRES.items():
+        picked = select(
+            name,
+            probs if "probs" in needs or not needs else None,
+            points if "embeddings" in needs else None,
+            50,
+            random_state=0,
+        )
+        assert sorted(picked.tolist()) == list(range(30)), name  # n > pool: the whole pool, ranked
+
+
+def test_unknown_name() -> None:
+    with pytest.raises(InputError, match="Unknown query strategy 'bald'.*entropy"):
+        select("bald", np.full((3, 2), 0.5), None, 1)
+
+
+@pytest.mark.parametrize("n", [0, -3, 1.5, True, "2"])
+def test_bad_n(n: object) -> None:
+    with pytest.raises(InputError, match="select"):
+        select("entropy", np.full((3, 2), 0.5), None, n)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+def test_empty_pool(name: str) -> None:
+    with pytest.raises(DataError, match="empty"):
+        select(name, np.zeros((0, 3)), np.zeros((0, 4)), 2)
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+def test_nan_inputs(name: str) -> None:
+    probs = np.full((4, 2), 0.5)
+    points = np.zeros((4, 3))
+    if REQUIRES[name] and "probs" not in REQUIRES[name]:
+        points[2, 1] = np.nan
+    else:
+        probs[2, 0] = np.nan
+    with pytest.raises(DataError, match="NaN"):
+        select(name, probs, points, 2)
+
+
+@pytest.mark.parametrize(
+    ("name", "probs", "points", "labeled", "message"),
+    [
+        ("ranked_batch", np.full((4, 2), 0.5), np.zeros((5, 3)), None, "different sizes"),
+        ("random", np.full((4, 2), 0.5), np.zeros((5, 3)), None, "different sizes"),
+        ("entropy", np.full(4, 0.5), None, None, "2-D"),
+        ("entropy", np.full((4, 2), 0.7), None, None, "sum to 1"),
+        ("entropy", np.array([[2.0, -1.0]]), None, None, r"\[0, 1\]"),
+        ("k_center_greedy", None, np.zeros((4, 3)), np.zeros((2, 2)), "dimensions"),
+        ("k_center_greedy", None, np.zeros(4), None, "2-D"),
+    ],
+)
+def test_shape_and_value_errors(
+    name: str, probs: np.ndarray | None, points: np.ndarray | None, labeled: np.ndarray | None, message: str
+) -> None:
+    with pytest.raises(DataError, match=message):
+        select(name, probs, points, 2, labeled_embeddings=labeled)
+
+
+@pytest.mark.parametrize(
+    ("name", "missing"),
+    [
+        ("entropy", "probabilities"),
+        ("k_center_greedy", "embeddings"),
+        ("ranked_batch", "embeddings"),
+        ("random", "pool"),
+    ],
+)
+def test_missing_inputs(name: str, missing: str) -> None:
+    probs = np.full((4, 2), 0.5) if name == "ranked_batch" else None
+    with pytest.raises(DataError, match=missing):
+        select(name, probs, None, 2)
