@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from curation_app.label_issues import AcceptSuggestedLabels, FindLabelIssues, LabelIssuesPanel, SendToReview
 from curation_app.model_ops import ComputeModelOutputs, RunCheck
 from curation_app.overview_panel import CurationOverviewPanel
 
-OPERATORS = (ComputeModelOutputs, RunCheck, CurationOverviewPanel)
+OPERATORS = (
+    ComputeModelOutputs,
+    RunCheck,
+    FindLabelIssues,
+    AcceptSuggestedLabels,
+    SendToReview,
+    CurationOverviewPanel,
+    LabelIssuesPanel,
+)
 
 
 def register(plugin) -> None:

@@ -13,16 +13,26 @@ def target_view(ctx):
     return ctx.target_view() if hasattr(ctx, "target_view") else ctx.view
 
 
+def show_error(inputs: types.Object, name: str, label: str, description: str) -> types.Property:
+    """Show ``label`` and ``description`` as an error in the form and disable Execute.
+
+    A bare ``types.Error`` view is only shown; marking its property ``invalid`` is what makes FiftyOne's
+    validation (the App's Execute button, ``execute_operator``) refuse to run the operator.
+    """
+    return inputs.view(name, types.Error(label=label, description=description), invalid=True,
+                       error_message=f"{label}: {description}")
+
+
 def validate_label_field(ctx, inputs: types.Object, label_field: str) -> bool:
     """Show an error and return False when ``label_field`` is unusable or the view is empty."""
     view = target_view(ctx)
     if view is None or len(view) == 0:
-        inputs.view("empty", types.Error(label="The view is empty", description="Select some samples first."))
+        show_error(inputs, "empty", "The view is empty", "Select some samples (or clear the filter) first.")
         return False
     try:
         check_label_field(view, label_field)
     except CurationError as exc:
-        inputs.view("bad_field", types.Error(label="Cannot use this label field", description=str(exc)))
+        show_error(inputs, "bad_field", "Cannot use this label field", str(exc))
         return False
     return True
 

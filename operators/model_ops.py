@@ -7,7 +7,7 @@ import fiftyone.operators.types as types
 
 from active_learning.errors import CurationError
 from active_learning.predictions import compute_model_outputs
-from curation_app.common import classification_fields, target_view, validate_label_field
+from curation_app.common import classification_fields, show_error, target_view, validate_label_field
 from curation_checks.registry import available_checks
 from curation_checks.io import run_check
 
@@ -30,8 +30,7 @@ class ComputeModelOutputs(foo.Operator):
         inputs = types.Object()
         fields = classification_fields(ctx)
         if not fields:
-            inputs.view("none", types.Error(label="No Classification field",
-                                            description="Import a dataset with ground truth first."))
+            show_error(inputs, "none", "No Classification field", "Import a dataset with ground truth first.")
             return types.Property(inputs)
         inputs.enum("label_field", fields, default=fields[0], label="Label field")
         inputs.int("folds", default=5, label="Folds", description="K of the stratified K-fold")
@@ -79,7 +78,7 @@ class RunCheck(foo.Operator):
         fields = classification_fields(ctx)
         inputs.enum("check", available_checks(), default=available_checks()[0], label="Check")
         if not fields:
-            inputs.view("none", types.Error(label="No Classification field", description="Import ground truth."))
+            show_error(inputs, "none", "No Classification field", "Import a dataset with ground truth first.")
             return types.Property(inputs)
         inputs.enum("label_field", fields, default=fields[0], label="Label field")
         validate_label_field(ctx, inputs, ctx.params.get("label_field", fields[0]))

@@ -7,16 +7,21 @@ import fiftyone.operators.types as types
 
 from active_learning.errors import CurationError
 from active_learning.runs import load_run
-from active_learning.views import get_classes
+from active_learning.views import check_label_field, get_classes
 
 SPLITS = ("train", "test", "pool")
 
 
 def overview_data(dataset, label_field: str = "ground_truth") -> dict:
     """Everything the panel shows, rebuilt from fields and runs (nothing kept in panel state)."""
-    classes = get_classes(dataset, label_field) if label_field in dataset.get_field_schema() else []
+    try:
+        check_label_field(dataset, label_field)
+    except CurationError:
+        classes = []  # no labels to count (yet): the panel still lists the runs
+    else:
+        classes = get_classes(dataset, label_field)
     traces = []
-    for split in SPLITS:
+    for split in SPLITS if classes else ():
         view = dataset.match_tags(split)
         if not len(view):
             continue
@@ -28,14 +33,25 @@ def overview_data(dataset, label_field: str = "ground_truth") -> dict:
             config, results = load_run(dataset, key)
         except CurationError:
             continue
-        figures = {k: v for k, v in results.items() if isinstance(v, (int, float)) and v is not None}
         runs.append({
             "key": key,
             "kind": str(config.get("kind", config.get("source_kind", ""))),
             "created_at": str(config.get("created_at", "")),
-            "figures": ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in figures.items()),
+            "figures": ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                 for k, v in run_figures(results).items()),
         })
     return {"classes": classes, "traces": traces, "runs": runs, "num_samples": len(dataset)}
+
+
+def run_figures(results: dict) -> dict[str, int | float]:
+    """The numbers of a run's results: top-level ones, and those one level down (a check's ``summary``)."""
+    figures: dict[str, int | float] = {}
+    for key, value in results.items():
+        nested = value.items() if isinstance(value, dict) else [(key, value)]
+        for name, number in nested:
+            if isinstance(number, (int, float)) and not isinstance(number, bool) and name not in figures:
+                figures[name] = number
+    return figures
 
 
 class CurationOverviewPanel(foo.Panel):
@@ -65,13 +81,15 @@ class CurationOverviewPanel(foo.Panel):
 
     def render(self, ctx):
         panel = types.Object()
-        n = ctx.panel.get_state("num_samples", 0)
-        panel.md(f"### Curation overview\n{n} samples. Class counts per split and the runs recorded so far.",
-                 name="header")
+        n = int(ctx.panel.get_state("num_samples", 0) or 0)
+        panel.md(f"**{n:,} samples.** Class counts per split and the curation runs recorded so far.", name="header")
         panel.plot(
             "class_counts",
-            layout={"title": "Samples per class and split", "barmode": "group", "height": 360,
-                    "xaxis": {"title": "class"}, "yaxis": {"title": "samples"}},
+            layout={"title": {"text": "Samples per class and split"}, "barmode": "group", "height": 380,
+                    "margin": {"t": 56, "l": 56, "r": 16, "b": 48}, "showlegend": True,
+                    "legend": {"title": {"text": "split"}},
+                    "xaxis": {"title": {"text": "class"}, "type": "category"},
+                    "yaxis": {"title": {"text": "samples"}}},
             config={"displayModeBar": False},
         )
         table = types.TableView()

@@ -1,0 +1,252 @@
+"""Label issues in the App: an operator to find them (delegable), actions on selected samples, and a panel."""
+
+from __future__ import annotations
+
+import fiftyone.operators as foo
+import fiftyone.operators.types as types
+
+from active_learning.errors import CurationError
+from active_learning.label_history import queue_for_review, review_queue, set_labels
+from active_learning.model import Recipe
+from active_learning.runs import load_run
+from curation_app.common import classification_fields, show_error, target_view, validate_label_field
+from curation_checks.pipelines import find_label_issues, worst_suspects
+
+ISSUE_TAG = "label_issue"
+REVIEW_REASON = "suspected label error"
+
+
+def label_issues_data(dataset, label_field: str = "ground_truth", top: int = 50) -> dict | None:
+    """What the panel shows, rebuilt from the ``check_label_errors`` run and the fields; None before any run."""
+    if "check_label_errors" not in dataset.list_runs():
+        return None
+    config, results = load_run(dataset, "check_label_errors")
+    summary = results["summary"]
+    pairs = summary.get("pairs", [])[:20]
+    suspects = worst_suspects(dataset, config.get("label_field", label_field), top)
+    classes = summary.get("classes", [])
+    return {
+        "summary": {k: summary[k] for k in ("num_scored", "num_issues", "num_unlabeled_skipped", "filter_by",
+                                            "rank_method") if k in summary},
+        "pairs_trace": [{"type": "bar", "x": [f"{p['given']} → {p['suggested']}" for p in pairs],
+                         "y": [p["count"] for p in pairs], "marker": {"color": "#e4572e"}}],
+        "noise_trace": [{"type": "heatmap", "z": summary.get("noise_matrix", []), "x": classes, "y": classes,
+                         "colorscale": "Blues"}],
+        "suspects": [{"rank": s.rank, "score": round(s.score, 4), "given": s.given, "suggested": s.suggested,
+                      "flagged": "yes" if s.flagged else "", "id": s.sample_id} for s in suspects],
+        "num_in_review": len(review_queue(dataset)),
+        "label_field": config.get("label_field", label_field),
+    }
+
+
+def accept_suggestions(dataset, sample_ids: list[str], label_field: str, user: str | None) -> int:
+    """Set the label of each sample to its ``label_issue_suggested`` value, keeping the old one in the history."""
+    if "label_issue_suggested" not in dataset.get_field_schema():
+        raise CurationError("There are no suggested labels yet: run 'Find label issues' first.")
+    ids, suggested = dataset.select(sample_ids).values(["id", "label_issue_suggested"])
+    updates = {i: s for i, s in zip(ids, suggested) if s is not None}
+    return set_labels(dataset, updates, label_field, why="accepted the suggested label (cleanlab)",
+                      source="label_issues_panel", user=user)
+
+
+def _user(ctx) -> str | None:
+    user = getattr(ctx, "user", None)
+    return getattr(user, "email", None) or getattr(user, "name", None) if user else None
+
+
+class FindLabelIssues(foo.Operator):
+    """Out-of-sample probabilities (when missing), label errors, near-duplicates and outliers for the view."""
+
+    @property
+    def config(self):
+        return foo.OperatorConfig(name="find_label_issues", label="Curation: find label issues", dynamic=True,
+                                  allow_immediate_execution=True, allow_delegated_execution=True,
+                                  default_choice_to_delegated=True)
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        fields = classification_fields(ctx)
+        if not fields:
+            show_error(inputs, "none", "No Classification field", "Import a dataset with ground truth first.")
+            return types.Property(inputs)
+        inputs.enum("label_field", fields, default=fields[0], label="Label field")
+        inputs.int("folds", default=5, label="Folds (K-fold out-of-sample probabilities)")
+        inputs.str("seeds", default="0", label="Seeds", description="comma-separated; several = an ensemble")
+        inputs.int("epochs", default=Recipe().epochs, label="Epochs (recorded with the run)")
+        inputs.bool("recompute", default=False, label="Recompute probabilities even if present")
+        validate_label_field(ctx, inputs, ctx.params.get("label_field", fields[0]))
+        return types.Property(inputs)
+
+    def execute(self, ctx):
+        params = ctx.params
+        try:
+            seeds = [int(s) for s in str(params.get("seeds", "0")).split(",") if s.strip()] or [0]
+            report = find_label_issues(
+                target_view(ctx), label_field=params.get("label_field", "ground_truth"),
+                folds=int(params.get("folds", 5)), seeds=seeds,
+                recipe=Recipe(epochs=int(params.get("epochs", Recipe().epochs)), seed=seeds[0]),
+                recompute=bool(params.get("recompute", False)),
+                progress=lambda fraction, message: ctx.set_progress(progress=fraction, label=message),
+            )
+        except (CurationError, ValueError) as exc:
+            ctx.ops.notify(str(exc), variant="error")
+            return {"error": str(exc)}
+        if not ctx.delegated:
+            ctx.ops.reload_dataset()
+        summary = report.results["label_errors"].summary
+        return {"num_scored": summary["num_scored"], "num_issues": summary["num_issues"]}
+
+
+class _SelectedSamplesOperator(foo.Operator):
+    """Base for actions on the samples selected in the App (or, from Python, on the target view)."""
+
+    def _sample_ids(self, ctx) -> list[str]:
+        if ctx.selected:
+            return list(ctx.selected)
+        return list(ctx.params.get("sample_ids") or [])
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        if not self._sample_ids(ctx):
+            show_error(inputs, "none", "No samples selected", "Select samples in the grid first.")
+        return types.Property(inputs)
+
+
+class AcceptSuggestedLabels(_SelectedSamplesOperator):
+    """Replace the selected samples' labels by the suggested ones; the old labels go to ``label_history``."""
+
+    @property
+    def config(self):
+        return foo.OperatorConfig(name="accept_suggested_labels", label="Curation: accept suggested labels",
+                                  dynamic=True)
+
+    def execute(self, ctx):
+        try:
+            label_field = ctx.params.get("label_field", "ground_truth")
+            changed = accept_suggestions(ctx.dataset, self._sample_ids(ctx), label_field, _user(ctx))
+        except CurationError as exc:
+            ctx.ops.notify(str(exc), variant="error")
+            return {"error": str(exc)}
+        ctx.ops.notify(f"Changed {changed} labels; the old ones are kept in label_history.", variant="success")
+        ctx.ops.reload_dataset()
+        return {"changed": changed}
+
+
+class SendToReview(_SelectedSamplesOperator):
+    """Put the selected samples in the review queue that the active-learning loop pushes to Label Studio."""
+
+    @property
+    def config(self):
+        return foo.OperatorConfig(name="send_to_review", label="Curation: send to review", dynamic=True)
+
+    def execute(self, ctx):
+        queued = queue_for_review(ctx.dataset, self._sample_ids(ctx), ctx.params.get("reason", REVIEW_REASON))
+        ctx.ops.notify(f"Queued {queued} samples for review.", variant="success")
+        ctx.ops.reload_dataset()
+        return {"queued": queued}
+
+
+class LabelIssuesPanel(foo.Panel):
+    """Summary, issues per given/suggested pair, the noise matrix, ranked suspects and actions on a selection."""
+
+    @property
+    def config(self):
+        return foo.PanelConfig(name="label_issues", label="Label issues", surfaces="grid", icon="report_problem")
+
+    def on_load(self, ctx):
+        self._refresh(ctx)
+
+    def on_change_dataset(self, ctx):
+        self._refresh(ctx)
+
+    def _refresh(self, ctx):
+        data = label_issues_data(ctx.dataset) if ctx.dataset is not None else None
+        ctx.panel.set_state("has_run", data is not None)
+        if data is None:
+            return
+        ctx.panel.set_state("summary", data["summary"])
+        ctx.panel.set_state("num_in_review", data["num_in_review"])
+        ctx.panel.set_state("label_field", data["label_field"])
+        ctx.panel.set_data("pairs", data["pairs_trace"])
+        ctx.panel.set_data("noise_matrix", data["noise_trace"])
+        ctx.panel.set_data("suspects", data["suspects"])
+
+    def on_refresh(self, ctx):
+        self._refresh(ctx)
+
+    def show_suspects(self, ctx):
+        """Set the App's view to the scored samples, worst label quality first."""
+        ctx.ops.set_view(ctx.dataset.exists("label_issue_rank").sort_by("label_issue_rank"))
+
+    def show_flagged(self, ctx):
+        """Set the App's view to the flagged samples only, worst first."""
+        from fiftyone import ViewField as F
+
+        ctx.ops.set_view(ctx.dataset.match(F("label_issue_flag") == True).sort_by("label_issue_rank"))  # noqa: E712
+
+    def tag_selected(self, ctx):
+        if not ctx.selected:
+            ctx.ops.notify("Select samples in the grid first.", variant="warning")
+            return
+        ctx.dataset.select(ctx.selected).tag_samples(ISSUE_TAG)
+        ctx.ops.notify(f"Tagged {len(ctx.selected)} samples '{ISSUE_TAG}'.", variant="success")
+        ctx.ops.reload_dataset()
+
+    def accept_selected(self, ctx):
+        if not ctx.selected:
+            ctx.ops.notify("Select samples in the grid first.", variant="warning")
+            return
+        try:
+            changed = accept_suggestions(ctx.dataset, list(ctx.selected), ctx.panel.get_state("label_field",
+                                                                                              "ground_truth"),
+                                         _user(ctx))
+        except CurationError as exc:
+            ctx.ops.notify(str(exc), variant="error")
+            return
+        ctx.ops.notify(f"Changed {changed} labels; the old ones are kept in label_history.", variant="success")
+        ctx.ops.reload_dataset()
+        self._refresh(ctx)
+
+    def review_selected(self, ctx):
+        if not ctx.selected:
+            ctx.ops.notify("Select samples in the grid first.", variant="warning")
+            return
+        queued = queue_for_review(ctx.dataset, list(ctx.selected), REVIEW_REASON)
+        ctx.ops.notify(f"Queued {queued} samples for review.", variant="success")
+        self._refresh(ctx)
+
+    def render(self, ctx):
+        panel = types.Object()
+        if not ctx.panel.get_state("has_run"):
+            panel.md("### Label issues\nNo results yet. Run the operator **Curation: find label issues** (or "
+                     "`curation label-errors DATASET`), then press Refresh.", name="empty")
+            panel.btn("refresh", label="Refresh", on_click=self.on_refresh)
+            return types.Property(panel, view=types.GridView(orientation="vertical", height=100, width=100))
+        s = ctx.panel.get_state("summary", {})
+        scored = max(int(s.get("num_scored", 0)), 1)
+        panel.md(
+            f"### Label issues\n**{s.get('num_issues', 0)}** likely label errors among **{s.get('num_scored', 0)}** "
+            f"scored samples ({100 * s.get('num_issues', 0) / scored:.1f}%), "
+            f"{s.get('num_unlabeled_skipped', 0)} unlabeled skipped; cleanlab `{s.get('filter_by', '')}`, ranked by "
+            f"`{s.get('rank_method', '')}`. In review: {ctx.panel.get_state('num_in_review', 0)}.",
+            name="summary_md")
+        buttons = panel.h_stack("view_buttons", align_x="left", gap=2)
+        buttons.btn("show_suspects", label="Show ranked suspects", on_click=self.show_suspects)
+        buttons.btn("show_flagged", label="Show flagged only", on_click=self.show_flagged)
+        buttons.btn("refresh", label="Refresh", on_click=self.on_refresh)
+        actions = panel.h_stack("actions", align_x="left", gap=2)
+        actions.btn("tag", label="Tag selected", on_click=self.tag_selected)
+        actions.btn("accept", label="Accept suggested label", on_click=self.accept_selected)
+        actions.btn("review", label="Send to review", on_click=self.review_selected)
+        panel.plot("pairs", layout={"title": "Flagged samples per given → suggested label", "height": 320,
+                                    "xaxis": {"title": "given → suggested"}, "yaxis": {"title": "samples"}},
+                   config={"displayModeBar": False})
+        panel.plot("noise_matrix", layout={"title": "Estimated noise matrix P(given | true)", "height": 360,
+                                           "xaxis": {"title": "true label"}, "yaxis": {"title": "given label"}},
+                   config={"displayModeBar": False})
+        table = types.TableView()
+        for key, label in (("rank", "Rank"), ("score", "Label quality"), ("given", "Given"),
+                           ("suggested", "Suggested"), ("flagged", "Flagged")):
+            table.add_column(key, label=label)
+        panel.list("suspects", types.Object(), view=table, label="Worst suspects")
+        return types.Property(panel, view=types.GridView(orientation="vertical", height=100, width=100))
