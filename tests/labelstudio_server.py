@@ -9,6 +9,10 @@ Tokens: the user is created at start with a preset legacy token (``LABEL_STUDIO_
 personal access token (a JWT refresh token) is then made through the API (``POST api/token/``, the SDK's
 ``tokens.create``) with the legacy token. The first start takes about 45 s (database migrations); a restart on the
 same data directory takes a few seconds and keeps the tokens (the JWT signing key lives in ``<data>/.env``).
+
+Local files: the session server serves files under pytest's base temporary directory (``local_files_root``) at
+``/data/local-files/?d=<path relative to it>`` (``LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED`` and
+``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT``), so images a test writes under ``tmp_path`` can be shown in tasks.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ class LabelStudioServer:
     process: subprocess.Popen = field(repr=False, compare=False)
     data_dir: Path
     log_path: Path
+    local_files_root: Path | None = None
 
     @property
     def port(self) -> int:
@@ -73,8 +78,13 @@ def log_tail(path: Path, lines: int = 40) -> str:
         return f"(no log at {path})"
 
 
-def server_environment(data_dir: Path, username: str, password: str, legacy_token: str) -> dict[str, str]:
-    """A minimal environment for the server: only what it needs, so the caller's shell cannot change it."""
+def server_environment(
+    data_dir: Path, username: str, password: str, legacy_token: str, local_files_root: Path | None = None
+) -> dict[str, str]:
+    """A minimal environment for the server: only what it needs, so the caller's shell cannot change it.
+
+    With ``local_files_root``, the server serves files below it through local-files storage.
+    """
     keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ")
     env = {key: os.environ[key] for key in keep if key in os.environ}
     env.update(
@@ -87,6 +97,11 @@ def server_environment(data_dir: Path, username: str, password: str, legacy_toke
         COLLECT_ANALYTICS="false",
         PYTHONUNBUFFERED="1",
     )
+    if local_files_root is not None:
+        env.update(
+            LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED="true",
+            LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT=str(local_files_root),
+        )
     return env
 
 
@@ -150,7 +165,9 @@ def _create_personal_access_token(url: str, legacy_token: str) -> str:
 
 def _start(exe: Path, server: LabelStudioServer, timeout: float) -> subprocess.Popen:
     """Launch the server described by ``server`` and wait for its API, or stop it and raise with the log tail."""
-    env = server_environment(server.data_dir, server.username, server.password, server.legacy_token)
+    env = server_environment(
+        server.data_dir, server.username, server.password, server.legacy_token, server.local_files_root
+    )
     proc = _launch(exe, server.port, server.data_dir, server.log_path, env)
     started = time.monotonic()
     try:
@@ -165,8 +182,12 @@ def _start(exe: Path, server: LabelStudioServer, timeout: float) -> subprocess.P
     return proc
 
 
-def start_label_studio(root: Path, timeout: float = FIRST_START_TIMEOUT) -> LabelStudioServer:
+def start_label_studio(
+    root: Path, timeout: float = FIRST_START_TIMEOUT, local_files_root: Path | None = None
+) -> LabelStudioServer:
     """Start a fresh Label Studio in ``root`` on a free port and return it with a legacy token and a PAT.
+
+    With ``local_files_root`` (an absolute directory), files below it can be served through local-files storage.
 
     Raises:
         FileNotFoundError: Label Studio is not installed (run ``scripts/labelstudio install``).
@@ -184,6 +205,7 @@ def start_label_studio(root: Path, timeout: float = FIRST_START_TIMEOUT) -> Labe
         legacy_token=secrets.token_hex(20),  # DRF keeps legacy tokens in a 40-character column
         personal_access_token="", process=None,  # type: ignore[arg-type]
         data_dir=root / "data", log_path=root / "label-studio.log",
+        local_files_root=Path(os.path.abspath(local_files_root)) if local_files_root is not None else None,
     )
     started = time.monotonic()
     proc = _start(exe, pending, timeout)
@@ -226,7 +248,8 @@ def stop_all_label_studio() -> None:
 def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStudioServer]:
     """A real Label Studio for the whole session, started on first use, stopped at the end.
 
-    Its data directory and log stay under pytest's temporary directory for diagnosis.
+    Its data directory and log stay under pytest's temporary directory for diagnosis. It serves local files below
+    pytest's base temporary directory, so every test's ``tmp_path`` is inside its local-files document root.
     """
     if label_studio_executable() is None:
         pytest.fail(
@@ -235,7 +258,9 @@ def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStud
             pytrace=False,
         )
     try:
-        server = start_label_studio(tmp_path_factory.mktemp("label-studio"))
+        server = start_label_studio(
+            tmp_path_factory.mktemp("label-studio"), local_files_root=tmp_path_factory.getbasetemp()
+        )
     except LabelStudioStartError as exc:
         failure = str(exc)
     else:
