@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import uuid
 from dataclasses import dataclass, field
@@ -77,6 +78,9 @@ def find_idx_pairs(directory: Path) -> dict[str, tuple[Path, Path]]:
         if "images-idx3-ubyte" not in name:
             continue
         labels = directory / name.replace("images-idx3-ubyte", "labels-idx1-ubyte")
+        if not labels.exists():  # the labels may be gzipped when the images are not, or the other way round
+            other = labels.with_name(labels.name[:-3] if labels.name.endswith(".gz") else labels.name + ".gz")
+            labels = other if other.exists() else labels
         if not labels.exists():
             raise InputError(f"IDX images file {images} has no matching labels file {labels.name} beside it.")
         split = "test" if name.startswith(("t10k", "test")) else "train"
@@ -91,6 +95,8 @@ def plan_idx(
     pool_fraction: float = 0.0, seed: int = 0,
 ) -> ImportPlan:
     """MNIST-style IDX files: the ``train`` pair becomes train (and pool), the ``t10k`` pair becomes test."""
+    if max_per_split is not None and max_per_split < 1:
+        raise InputError(f"max_per_split must be at least 1; got {max_per_split}.")
     pairs = find_idx_pairs(directory)
     if not pairs:
         raise InputError(
@@ -273,6 +279,12 @@ def _fiftyone_format(path: Path):
     return None
 
 
+def _fiftyone_fingerprint(path: Path) -> str:
+    """The export's location and the sizes and mtimes of its top-level files: a re-export is another source."""
+    stats = {f.name: _file_stamp(f) for f in sorted(path.iterdir()) if f.is_file()}
+    return _hash({"kind": "fiftyone", "path": str(path.resolve()), "files": stats})
+
+
 # -- writing ---------------------------------------------------------------------------------------------
 def import_dataset(
     name: str,
@@ -311,7 +323,7 @@ def import_dataset(
     import fiftyone as fo
 
     plan = plan_source(data, test_fraction, pool_fraction, max_per_split, classes, seed)
-    fingerprint = plan.fingerprint if isinstance(plan, ImportPlan) else _hash({"fiftyone": plan})
+    fingerprint = plan.fingerprint if isinstance(plan, ImportPlan) else _fiftyone_fingerprint(Path(plan))
     if fo.dataset_exists(name):
         existing = fo.load_dataset(name)
         if existing.info.get("curation_import_fingerprint") == fingerprint and not overwrite:
@@ -324,7 +336,12 @@ def import_dataset(
     if isinstance(plan, str):
         return _import_fiftyone_format(name, Path(plan), fingerprint, overwrite)
 
-    media_root = Path(media_dir) if media_dir else Path(fo.config.default_dataset_dir) / name
+    media_root = Path(media_dir).expanduser().resolve() if media_dir else Path(fo.config.default_dataset_dir) / name
+    if plan.arrays is not None and not _replaceable_media(media_root):
+        raise InputError(
+            f"{media_root} already holds files that this import did not write, and it would replace the folder: "
+            "pass another --media-dir (or another --name). Nothing was written."
+        )
     staging_name = f"{name}.importing-{uuid.uuid4().hex[:8]}"
     staging_media = media_root.parent / f".{media_root.name}.importing-{uuid.uuid4().hex[:8]}"
     dataset = None
@@ -369,6 +386,16 @@ def import_dataset(
             dataset.delete()
         shutil.rmtree(staging_media, ignore_errors=True)
         raise
+
+
+_PNG_NAME = re.compile(r"(train|test|pool)-\d{6,}\.png")
+
+
+def _replaceable_media(folder: Path) -> bool:
+    """Whether ``folder`` is absent, empty, or holds only PNGs named as ``_write_pngs`` names them."""
+    if not folder.exists():
+        return True
+    return folder.is_dir() and all(p.is_file() and _PNG_NAME.fullmatch(p.name) for p in folder.iterdir())
 
 
 def _write_pngs(plan: ImportPlan, staging: Path, final: Path, progress: bool) -> list[str]:

@@ -329,6 +329,9 @@ class FixedModel:
             payload = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # torch raises many types for a corrupt file
             raise ModelError(f"Checkpoint {path} could not be read ({type(exc).__name__}); retrain the model.") from exc
+        if not isinstance(payload, dict) or not {"state_dict", "num_classes", "recipe", "mean", "std"} <= set(payload):
+            raise ModelError(f"Checkpoint {path} was not written by FixedModel.save; pass a model checkpoint "
+                             "(starting weights go to FixedModel(init_weights=...)).")
         model = cls(num_classes=int(payload["num_classes"]), recipe=Recipe(**payload["recipe"]), device=device)
         model.device_ = select_device(device)
         net = build_network(model.num_classes)
@@ -399,9 +402,9 @@ def cross_val_proba(
     present = counts[counts > 0]
     if present.min() < folds:
         small = [int(c) for c in np.flatnonzero((counts > 0) & (counts < folds))]
+        fewer = f" or use --folds {int(present.min())} (the smallest class count)" if present.min() >= 2 else ""
         raise DataError(
-            f"Classes {small} have fewer labeled samples than folds ({folds}): "
-            f"label more samples of them or use --folds {int(present.min())} (the smallest class count)."
+            f"Classes {small} have fewer labeled samples than folds ({folds}): label more samples of them{fewer}."
         )
     total = folds * len(seeds)
     probs = np.zeros((len(images), num_classes), dtype=np.float64)

@@ -74,6 +74,8 @@ def compute_model_outputs(
     arrays = labeled_arrays(view, label_field)
     if test_view is not None and len(set(test_view.values("id")) & set(arrays.sample_ids)):
         raise DataError("The test view overlaps the training view; use disjoint splits (e.g. tags train and test).")
+    if test_view is not None and len(test_view):
+        labeled_arrays(test_view, label_field, arrays.classes)  # an unusable test view fails before any training
     k = len(arrays.classes)
     step = _progress_steps(progress)
     images = load_images(arrays.filepaths, recipe.image_size)
@@ -127,12 +129,14 @@ def _progress_steps(progress: ProgressCallback | None) -> ProgressCallback:
 
 
 def _write_predictions(dataset, sample_ids: list[str], probs: np.ndarray, classes: list[str],
-                       embeddings: np.ndarray | None) -> None:
+                       embeddings: np.ndarray | None, write_probs: bool = True) -> None:
     import fiftyone as fo
 
     predicted = probs.argmax(axis=1)
     predictions = [fo.Classification(label=classes[p], confidence=float(row[p])) for p, row in zip(predicted, probs)]
-    columns: dict[str, object] = {PROBS_FIELD: np.round(probs.astype(np.float64), 6), PREDICTION_FIELD: predictions}
+    columns: dict[str, object] = {PREDICTION_FIELD: predictions}
+    if write_probs:
+        columns[PROBS_FIELD] = np.round(probs.astype(np.float64), 6)
     if embeddings is not None:
         columns[EMBEDDING_FIELD] = embeddings.astype(np.float64)
     write_fields(dataset, sample_ids, columns)  # type: ignore[arg-type]
@@ -143,7 +147,7 @@ def evaluate(model: FixedModel, view, label_field: str, classes: list[str]) -> t
     arrays: LabeledArrays = labeled_arrays(view, label_field, classes)
     images = load_images(arrays.filepaths, model.recipe.image_size)
     probs = model.predict_proba(images)
-    _write_predictions(view._dataset, arrays.sample_ids, probs, classes, None)
+    _write_predictions(view._dataset, arrays.sample_ids, probs, classes, None, write_probs=False)
     return float((probs.argmax(1) == arrays.labels).mean()), len(arrays.labels)
 
 

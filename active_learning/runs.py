@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import re
+import time
 from datetime import datetime, timezone
 from typing import Any
 
@@ -44,12 +45,29 @@ def record_run(collection, key: str, config: dict[str, Any], results: dict[str, 
     dataset.save_run_results(key, run_results)
 
 
-def load_run(dataset, key: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The ``(config, results)`` dicts of custom run ``key``."""
-    if key not in dataset.list_runs():
-        raise DataError(f"Dataset {dataset.name!r} has no run {key!r}; runs: {sorted(dataset.list_runs())}.")
-    info = dataset.get_run_info(key)
+def update_run_results(dataset, key: str, results: dict[str, Any]) -> None:
+    """Replace the results of existing run ``key`` in place (the run never disappears for other readers)."""
+    dataset.save_run_results(key, dataset.init_run_results(key, **results), overwrite=True, cache=False)
+
+
+def load_run(dataset, key: str, attempts: int = 5) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``(config, results)`` dicts of custom run ``key``.
+
+    Another process may be replacing the results (a new results file, then the reference to it) while we read;
+    such a read fails transiently and is retried after reloading the dataset.
+    """
+    for attempt in range(attempts):
+        if key not in dataset.list_runs():
+            raise DataError(f"Dataset {dataset.name!r} has no run {key!r}; runs: {sorted(dataset.list_runs())}.")
+        try:
+            info = dataset.get_run_info(key)
+            results = dataset.load_run_results(key, cache=False)
+            break
+        except Exception:  # noqa: BLE001 - mongoengine/GridFS raise AttributeError etc. mid-replacement
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.1 * (attempt + 1))
+            dataset.reload()
     config = {k: v for k, v in info.config.serialize().items() if not k.startswith("_") and k not in ("cls", "type")}
-    results = dataset.load_run_results(key, cache=False)
     data = {k: v for k, v in results.serialize().items() if not k.startswith("_") and k != "cls"}
     return config, data

@@ -62,7 +62,7 @@ def labeled_arrays(collection, label_field: str, classes: Sequence[str] | None =
     if unknown:
         raise DataError(
             f"Labels {unknown[:5]} in {label_field!r} are not in the class list {classes[:10]}: "
-            "fix the labels or add the classes to dataset.classes[{label_field!r}]."
+            f"fix the labels or add the classes to dataset.classes[{label_field!r}]."
         )
     keep = [i for i, label in enumerate(labels) if label is not None]
     if not keep:

@@ -45,7 +45,7 @@ class ClassBalance:
         }
         if self.reference is not None:
             ref = np.asarray(self.reference, dtype=np.float64)
-            if ref.shape != (k,) or (ref < 0).any() or ref.sum() <= 0:
+            if ref.shape != (k,) or not np.isfinite(ref).all() or (ref < 0).any() or ref.sum() <= 0:
                 raise DataError(f"The reference distribution must hold {k} non-negative numbers, one per class.")
             ref = ref / ref.sum()
             summary["total_variation_to_reference"] = float(0.5 * np.abs(share - ref).sum())

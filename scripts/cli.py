@@ -241,6 +241,93 @@ def cmd_app(args: argparse.Namespace) -> int:
     return 0
 
 
+def _connect(args: argparse.Namespace):
+    from active_learning.label_studio import connect, resolve_settings
+
+    return connect(resolve_settings(url=args.ls_url))
+
+
+def _loop_config(args: argparse.Namespace):
+    from active_learning.loop import LoopConfig
+
+    return LoopConfig(label_field=args.label_field, eval_field=args.eval_field, strategy=args.strategy,
+                      batch_size=args.batch_size, initial_size=args.initial_size, seed=args.seed, epochs=args.epochs,
+                      include_review_queue=not args.no_review_queue, project_title=args.project_title or "",
+                      media=args.media)
+
+
+def cmd_al_init(args: argparse.Namespace) -> int:
+    from active_learning.loop import init_loop
+
+    dataset = _load(args.dataset)
+    project_id = init_loop(dataset, _loop_config(args), _connect(args), new_project=args.new_project)
+    print(f"Active learning ready on {dataset.name!r}: Label Studio project {project_id}, strategy "
+          f"{args.strategy}, {args.initial_size} random samples first, then {args.batch_size} per round.")
+    print(f"Next: curation al round {dataset.name} [--simulate-annotator FIELD] [--wait]")
+    return 0
+
+
+def _print_round(state, dataset_name: str, ls_url: str | None) -> None:
+    timings = ", ".join(f"{k} {v:.1f}s" for k, v in state.timings.items())
+    print(f"Round {state.index} ({state.strategy}): step {state.step}; {len(state.selected)} selected"
+          f"{f' + {len(state.review)} from the review queue' if state.review else ''}, "
+          f"{state.annotated}/{len(state.task_ids)} annotated.")
+    if state.step == "annotate":
+        print(f"  Waiting for annotations in Label Studio ({ls_url or 'LABEL_STUDIO_URL'}). Resume with "
+              f"`curation al round {dataset_name}` (or `curation al ingest {dataset_name}`) when they are done.")
+    if state.step == "done":
+        print(f"  {state.num_labeled} labels, test accuracy {state.accuracy:.4f}; {timings}")
+        worst = sorted(state.per_class_f1.items(), key=lambda item: item[1])[:3]
+        print("  lowest per-class F1: " + ", ".join(f"{c} {f:.3f}" for c, f in worst))
+
+
+def cmd_al_round(args: argparse.Namespace) -> int:
+    from active_learning.loop import run_round
+
+    dataset = _load(args.dataset)
+    client = _connect(args)
+    for _ in range(args.rounds):
+        state = run_round(dataset, client, simulate_field=args.simulate_annotator, wait=args.wait,
+                          poll_seconds=args.poll_seconds, timeout_seconds=args.timeout,
+                          progress=lambda message: print(f"  .. {message}", flush=True))
+        _print_round(state, dataset.name, args.ls_url)
+        if state.step != "done":
+            return 0
+    return 0
+
+
+def cmd_al_status(args: argparse.Namespace) -> int:
+    from active_learning.loop import list_rounds, load_config
+
+    dataset = _load(args.dataset)
+    config, project_id = load_config(dataset)
+    print(f"Loop on {dataset.name!r}: strategy {config.strategy}, batch {config.batch_size}, label field "
+          f"{config.label_field!r}, Label Studio project {project_id}")
+    rounds = list_rounds(dataset)
+    if not rounds:
+        print("  no rounds yet")
+    for state in rounds:
+        accuracy = f"{state.accuracy:.4f}" if state.accuracy is not None else "-"
+        print(f"  round {state.index:>3}  {state.strategy:<16} {state.step:<9} labels {state.num_labeled:>6}  "
+              f"accuracy {accuracy}  selected {len(state.selected)}  annotated {state.annotated}/{len(state.task_ids)}")
+    return 0
+
+
+def cmd_al_ingest(args: argparse.Namespace) -> int:
+    from active_learning.loop import current_round, load_config
+    from active_learning.ls_bridge import fetch_completed, ingest
+
+    dataset = _load(args.dataset)
+    config, project_id = load_config(dataset)
+    report = ingest(dataset, fetch_completed(_connect(args), project_id), config.label_field,
+                    current_round(dataset).index, project_id)
+    print(f"Ingested: {report.new} new ({report.changed} changed, {report.confirmed} confirmed), "
+          f"{report.unchanged} already ingested, {report.invalid} invalid, {report.cancelled} cancelled.")
+    for reason, count in report.invalid_reasons.items():
+        print(f"  invalid: {reason} ({count})")
+    return 0
+
+
 def cmd_datasets(args: argparse.Namespace) -> int:
     import fiftyone as fo
 
@@ -317,6 +404,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", default="127.0.0.1")
     p.add_argument("--port", type=int, default=5151)
     p.set_defaults(func=cmd_app)
+
+    from active_learning.strategies import STRATEGIES
+
+    al = sub.add_parser("al", help="active learning with Label Studio: init, round, status, ingest")
+    al_sub = al.add_subparsers(dest="al_command", required=True)
+
+    def ls_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--ls-url", default=None, help="Label Studio URL (default: LABEL_STUDIO_URL); the token "
+                                                      "comes from LABEL_STUDIO_API_KEY or FiftyOne secrets")
+
+    p = al_sub.add_parser("init", help="set up the loop and the Label Studio project")
+    p.add_argument("dataset")
+    p.add_argument("--label-field", default="ground_truth", help="where human labels go")
+    p.add_argument("--eval-field", default="ground_truth", help="labels of the test view")
+    p.add_argument("--strategy", default="margin", choices=sorted(STRATEGIES))
+    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--initial-size", type=int, default=100, help="random samples in round 0")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int, default=None, help="override the fixed recipe's epochs (recorded)")
+    p.add_argument("--no-review-queue", action="store_true", help="do not push samples queued for review")
+    p.add_argument("--project-title", default=None)
+    p.add_argument("--media", default="auto", choices=["auto", "local-files", "upload"])
+    p.add_argument("--new-project", action="store_true", help="make a new project if the old one was deleted")
+    ls_option(p)
+    p.set_defaults(func=cmd_al_init)
+
+    p = al_sub.add_parser("round", help="run or resume rounds: select, push, annotate, ingest, retrain, evaluate")
+    p.add_argument("dataset")
+    p.add_argument("--rounds", type=int, default=1, help="how many rounds to run")
+    p.add_argument("--simulate-annotator", default=None, metavar="FIELD",
+                   help="answer tasks through the Label Studio API from this hidden truth field (demos, benchmarks)")
+    p.add_argument("--wait", action="store_true", help="poll Label Studio until the round's tasks are annotated")
+    p.add_argument("--poll-seconds", type=float, default=10.0)
+    p.add_argument("--timeout", type=float, default=None, help="stop waiting after this many seconds")
+    ls_option(p)
+    p.set_defaults(func=cmd_al_round)
+
+    p = al_sub.add_parser("status", help="the rounds so far")
+    p.add_argument("dataset")
+    p.set_defaults(func=cmd_al_status)
+
+    p = al_sub.add_parser("ingest", help="ingest the finished annotations now (idempotent)")
+    p.add_argument("dataset")
+    ls_option(p)
+    p.set_defaults(func=cmd_al_ingest)
 
     p = sub.add_parser("datasets", help="list datasets and their curation runs")
     p.set_defaults(func=cmd_datasets)

@@ -1,0 +1,379 @@
+"""The active-learning loop: a resumable state machine persisted as FiftyOne runs.
+
+``al_loop`` holds the configuration (and the Label Studio project id); each round is a run ``al_round_NNN``
+whose results hold its step and everything the step produced. Steps, in order::
+
+    select -> push -> annotate -> ingest -> retrain -> evaluate -> done
+
+Each step reads what the previous ones saved and saves its own output before the step advances, so a crash
+(kill -9) or a rerun continues where it stopped: the selection is saved before anything is pushed, pushing skips
+samples already in the project, ingestion skips annotations already ingested, and a retrain whose checkpoint
+is recorded with a matching hash is not repeated. Rounds differ only in the data; the model and recipe are fixed.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from active_learning.errors import DataError, LabelStudioError, ModelError
+from active_learning.images import load_images
+from active_learning.label_history import REVIEW_STATUS_FIELD, review_queue
+from active_learning.model import FixedModel, Recipe, file_sha256
+from active_learning.predictions import checkpoint_dir
+from active_learning.runs import load_run, now_utc, record_run, update_run_results
+from active_learning.strategies import REQUIRES, STRATEGIES, select
+from active_learning.views import get_classes, labeled_arrays
+
+LOOP_RUN_KEY = "al_loop"
+STEPS = ("select", "push", "annotate", "ingest", "retrain", "evaluate", "done")
+Progress = Callable[[str], None]
+
+
+def round_key(index: int) -> str:
+    """The run key of round ``index``."""
+    return f"al_round_{index:03d}"
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """How the loop runs. Recorded in the ``al_loop`` run; the recipe is the fixed one unless ``epochs`` is set.
+
+    Attributes:
+        label_field: where human labels go (a Classification field; created when missing).
+        eval_field: the labels of the test view used for evaluation.
+        pool_tag / train_tag / test_tag: the splits. Training uses train+pool samples labeled in
+            ``label_field``; candidates are pool samples without a label that no round has selected yet.
+        strategy: a name from ``active_learning.strategies.STRATEGIES``; round 0 is always random.
+        batch_size: samples selected per round (round 0: ``initial_size``).
+        include_review_queue: also push the samples queued for review (label errors) in the next round.
+        project_title: the Label Studio project (default: ``curation: <dataset>``).
+        media: how images reach Label Studio (``auto``, ``local-files``, ``upload``).
+    """
+
+    label_field: str = "ground_truth"
+    eval_field: str = "ground_truth"
+    pool_tag: str = "pool"
+    train_tag: str = "train"
+    test_tag: str = "test"
+    strategy: str = "margin"
+    batch_size: int = 100
+    initial_size: int = 100
+    seed: int = 0
+    epochs: int | None = None
+    include_review_queue: bool = True
+    project_title: str = ""
+    media: str = "auto"
+
+    def recipe(self) -> Recipe:
+        """The fixed recipe with this loop's seed (and epochs, when overridden)."""
+        recipe = Recipe(seed=self.seed)
+        return recipe if self.epochs is None else Recipe(epochs=self.epochs, seed=self.seed)
+
+
+@dataclass
+class RoundState:
+    """One round as stored in its run."""
+
+    index: int
+    step: str = "select"
+    strategy: str = "random"
+    selected: list[str] = field(default_factory=list)
+    review: list[str] = field(default_factory=list)
+    task_ids: dict[str, int] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    num_labeled: int = 0
+    accuracy: float | None = None
+    per_class_f1: dict[str, float] = field(default_factory=dict)
+    checkpoint: str | None = None
+    checkpoint_sha256: str | None = None
+    ingest: dict[str, Any] = field(default_factory=dict)
+    annotated: int = 0
+    started_at: str = ""
+    finished_at: str = ""
+
+    @classmethod
+    def from_results(cls, results: Mapping[str, Any]) -> "RoundState":
+        known = {f.name for f in fields(cls)}
+        state = cls(**{k: v for k, v in results.items() if k in known})
+        state.task_ids = {str(k): int(v) for k, v in state.task_ids.items()}
+        return state
+
+
+# -- persistence -----------------------------------------------------------------------------------------------
+def load_config(dataset) -> tuple[LoopConfig, int | None]:
+    """The loop's configuration and Label Studio project id; ``DataError`` when ``al init`` was not run."""
+    if LOOP_RUN_KEY not in dataset.list_runs():
+        raise DataError(f"Dataset {dataset.name!r} has no active-learning loop yet: run `curation al init` first.")
+    config, results = load_run(dataset, LOOP_RUN_KEY)
+    known = {f.name for f in fields(LoopConfig)}
+    return LoopConfig(**{k: v for k, v in config.items() if k in known}), results.get("project_id")
+
+
+def list_rounds(dataset) -> list[RoundState]:
+    """All rounds, oldest first."""
+    keys = sorted(k for k in dataset.list_runs() if k.startswith("al_round_"))
+    return [RoundState.from_results(load_run(dataset, key)[1]) for key in keys]
+
+
+def save_round(dataset, config: LoopConfig, state: RoundState) -> None:
+    """Persist the round: registered once, then its results are replaced in place at every step."""
+    key = round_key(state.index)
+    if key in dataset.list_runs():
+        update_run_results(dataset, key, asdict(state))
+    else:
+        record_run(dataset, key, {"kind": "al_round", **asdict(config), "round": state.index}, asdict(state))
+
+
+def init_loop(dataset, config: LoopConfig, client, new_project: bool = False) -> int:
+    """Validate the dataset, create the label field, create or reuse the Label Studio project; returns its id.
+
+    Idempotent: a second call with the same configuration reuses everything.
+    """
+    import fiftyone as fo
+
+    from active_learning.ls_bridge import ensure_project
+
+    if config.strategy not in STRATEGIES:
+        raise DataError(f"Unknown strategy {config.strategy!r}; available: {', '.join(sorted(STRATEGIES))}.")
+    if config.batch_size <= 0 or config.initial_size <= 0:
+        raise DataError("--batch-size and --initial-size must be positive.")
+    pool = dataset.match_tags(config.pool_tag)
+    if not len(pool):
+        raise DataError(f"No sample is tagged {config.pool_tag!r}: import with --pool-fraction or tag a pool first.")
+    classes = get_classes(dataset, config.eval_field)
+    if config.label_field not in dataset.get_field_schema():
+        dataset.add_sample_field(config.label_field, fo.EmbeddedDocumentField, embedded_doc_type=fo.Classification)
+        dataset.classes = {**dataset.classes, config.label_field: classes}
+        dataset.save()
+    test = dataset.match_tags(config.test_tag)
+    if not len(test):
+        raise DataError(f"No sample is tagged {config.test_tag!r}: the loop evaluates every round on a fixed test view.")
+    labeled_arrays(test, config.eval_field, classes)  # the test view must be labeled
+    previous = None
+    if LOOP_RUN_KEY in dataset.list_runs():
+        old, previous = load_config(dataset)
+        if old != config and list_rounds(dataset):
+            raise DataError("This dataset already has rounds with another loop configuration; the model and recipe "
+                            "are fixed per loop. Delete the al_* runs to start over, or keep the configuration.")
+    title = config.project_title or f"curation: {dataset.name}"[:50]
+    project_id = ensure_project(client, title, classes, dataset.name, project_id=previous,
+                                new_project=new_project)
+    record_run(dataset, LOOP_RUN_KEY, {"kind": "al_loop", **asdict(config)},
+               {"project_id": int(project_id), "classes": classes})
+    return int(project_id)
+
+
+# -- the round ---------------------------------------------------------------------------------------------------
+def current_round(dataset) -> RoundState:
+    """The unfinished round, or a new one after the last finished round."""
+    rounds = list_rounds(dataset)
+    if rounds and rounds[-1].step != "done":
+        return rounds[-1]
+    return RoundState(index=len(rounds), started_at=now_utc())
+
+
+def candidates(dataset, config: LoopConfig, rounds: list[RoundState]):
+    """Pool samples without a label that no earlier round selected."""
+    from fiftyone import ViewField as F
+
+    taken = {sid for r in rounds for sid in r.selected}
+    pool = dataset.match_tags(config.pool_tag).match(F(f"{config.label_field}.label") == None)  # noqa: E711
+    return pool.exclude(list(taken)) if taken else pool
+
+
+def _latest_model(rounds: list[RoundState]) -> FixedModel | None:
+    done = [r for r in rounds if r.step == "done" and r.checkpoint]
+    if not done:
+        return None
+    last = done[-1]
+    return FixedModel.load(last.checkpoint, last.checkpoint_sha256)
+
+
+def step_select(dataset, config: LoopConfig, state: RoundState, rounds: list[RoundState]) -> None:
+    """Choose the round's samples with the strategy (random for round 0) and queue-for-review samples."""
+    pool = candidates(dataset, config, [r for r in rounds if r.index != state.index])
+    model = _latest_model(rounds)
+    strategy = config.strategy if model is not None else "random"
+    n = config.batch_size if model is not None else config.initial_size
+    ids, paths = pool.values(["id", "filepath"])
+    chosen: list[str] = []
+    if ids:
+        probs = embeddings = labeled_embeddings = None
+        needs = REQUIRES.get(strategy, ())
+        if model is not None and needs:
+            images = load_images(paths, model.recipe.image_size)
+            if "probs" in needs:
+                probs = model.predict_proba(images)
+            if "embeddings" in needs:
+                embeddings = model.embed(images)
+                labeled = training_view(dataset, config)
+                labeled_embeddings = model.embed(load_images(labeled.values("filepath"), model.recipe.image_size))
+        if probs is None and embeddings is None:
+            embeddings = np.zeros((len(ids), 1), dtype=np.float32)  # random needs only the pool size
+        picked = select(strategy, probs, embeddings, min(n, len(ids)), random_state=config.seed + state.index,
+                        labeled_embeddings=labeled_embeddings)
+        chosen = [ids[i] for i in picked]
+    review: list[str] = []
+    if config.include_review_queue and REVIEW_STATUS_FIELD in dataset.get_field_schema():
+        review = [i for i in review_queue(dataset).values("id") if i not in set(chosen)]
+    if not chosen and not review:
+        raise DataError("Nothing left to label: the pool has no unlabeled sample and the review queue is empty.")
+    state.strategy, state.selected, state.review = strategy, chosen, review
+
+
+def step_push(dataset, config: LoopConfig, state: RoundState, client, project_id: int, model_version: str | None):
+    """Push the round's samples in one bulk import (idempotent), with the latest model's prediction."""
+    from active_learning.label_history import REVIEW_STATUS_FIELD as STATUS
+    from active_learning.ls_bridge import push_tasks, task_specs
+
+    ids = state.selected + state.review
+    specs = task_specs(dataset.select(ids, ordered=True), state.index, model_version=model_version)
+    state.task_ids = {str(k): int(v) for k, v in push_tasks(client, project_id, specs, media=config.media).items()}
+    if state.review:
+        dataset.set_values(STATUS, {i: "pushed" for i in state.review}, key_field="id")
+
+
+def simulate_annotations(client, project_id: int, task_ids: Mapping[str, int], truth: Mapping[str, str],
+                         workers: int = 4) -> int:
+    """Answer the unannotated tasks through the real API with the hidden truth, as annotators would.
+
+    Label Studio 1.23 has no bulk annotation call; one call per task (~0.1-0.4 s), a few in parallel.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from active_learning.ls_bridge import annotated_tasks, parse_labeling_config
+
+    done = {int(t["id"]) for t in annotated_tasks(client, project_id)}
+    config = parse_labeling_config(client.projects.get(id=project_id).label_config or "")
+    todo = [(task_id, truth[sample_id]) for sample_id, task_id in task_ids.items()
+            if task_id not in done and truth.get(sample_id) is not None]
+
+    def answer(item: tuple[int, str]) -> None:
+        task_id, label = item
+        client.annotations.create(task_id, result=[{"from_name": config.from_name, "to_name": config.to_name,
+                                                    "type": "choices", "value": {"choices": [label]}}],
+                                  lead_time=1.0)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(answer, todo))
+    return len(todo)
+
+
+def training_view(dataset, config: LoopConfig):
+    """Train and pool samples labeled in ``label_field``."""
+    return dataset.match_tags([config.train_tag, config.pool_tag]).exists(f"{config.label_field}.label")
+
+
+def step_retrain(dataset, config: LoopConfig, state: RoundState, classes: list[str]) -> None:
+    """Train the fixed model on every labeled sample; the checkpoint and its hash go into the round."""
+    if state.checkpoint and state.checkpoint_sha256:
+        try:
+            if file_sha256(state.checkpoint) == state.checkpoint_sha256:
+                return  # already trained before a crash: the recorded checkpoint is intact
+        except OSError:
+            pass
+    arrays = labeled_arrays(training_view(dataset, config), config.label_field, classes)
+    recipe = config.recipe()
+    model = FixedModel(len(classes), recipe).fit(load_images(arrays.filepaths, recipe.image_size), arrays.labels)
+    path = checkpoint_dir(dataset) / f"{round_key(state.index)}.pt"
+    state.checkpoint, state.checkpoint_sha256 = str(path), model.save(path)
+    state.num_labeled = len(arrays.labels)
+
+
+def step_evaluate(dataset, config: LoopConfig, state: RoundState, classes: list[str]) -> None:
+    """Accuracy and per-class F1 of the round's model on the fixed test view."""
+    from sklearn.metrics import f1_score
+
+    if state.checkpoint is None:
+        raise ModelError("The round has no checkpoint to evaluate; rerun the round to retrain.")
+    model = FixedModel.load(state.checkpoint, state.checkpoint_sha256)
+    arrays = labeled_arrays(dataset.match_tags(config.test_tag), config.eval_field, classes)
+    predicted = model.predict(load_images(arrays.filepaths, model.recipe.image_size))
+    state.accuracy = float((predicted == arrays.labels).mean())
+    scores = f1_score(arrays.labels, predicted, labels=list(range(len(classes))), average=None, zero_division=0)
+    state.per_class_f1 = {c: round(float(s), 4) for c, s in zip(classes, scores)}
+
+
+def run_round(
+    dataset,
+    client,
+    simulate_field: str | None = None,
+    wait: bool = False,
+    poll_seconds: float = 10.0,
+    timeout_seconds: float | None = None,
+    progress: Progress | None = None,
+) -> RoundState:
+    """Run (or resume) the current round as far as it can go.
+
+    Without ``simulate_field`` and ``wait``, a round stops at ``annotate`` when tasks are still open and returns;
+    rerun it (or ``curation al ingest``) later. With ``wait``, it polls Label Studio every ``poll_seconds``.
+    """
+    from active_learning.ls_bridge import fetch_completed, ingest
+
+    config, project_id = load_config(dataset)
+    if project_id is None:
+        raise LabelStudioError("The loop has no Label Studio project; run `curation al init` again.")
+    classes = get_classes(dataset, config.eval_field)
+    rounds = list_rounds(dataset)
+    state = current_round(dataset)
+    say = progress or (lambda message: None)
+
+    def advance(step: str, started: float) -> None:
+        state.timings[state.step] = round(state.timings.get(state.step, 0.0) + time.perf_counter() - started, 3)
+        state.step = step
+        save_round(dataset, config, state)
+
+    while state.step != "done":
+        started = time.perf_counter()
+        say(f"round {state.index}: {state.step}")
+        if state.step == "select":
+            step_select(dataset, config, state, rounds)
+            advance("push", started)
+        elif state.step == "push":
+            last = next((r for r in reversed(rounds) if r.step == "done"), None)
+            step_push(dataset, config, state, client, project_id,
+                      model_version=round_key(last.index) if last else None)
+            advance("annotate", started)
+        elif state.step == "annotate":
+            if simulate_field:
+                ids = list(state.task_ids)
+                truth = dict(zip(*dataset.select(ids).values(["id", f"{simulate_field}.label"])))
+                simulate_annotations(client, project_id, state.task_ids, truth)
+            deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
+            while True:
+                completed = fetch_completed(client, project_id)
+                finished = {t.task_id for t in completed}
+                state.annotated = sum(1 for t in state.task_ids.values() if t in finished)
+                if state.annotated >= len(state.task_ids) or not wait or (deadline and time.monotonic() > deadline):
+                    break
+                say(f"round {state.index}: {state.annotated}/{len(state.task_ids)} annotated, waiting")
+                time.sleep(poll_seconds)
+            if state.annotated < len(state.task_ids):
+                advance("annotate", started)  # saved: resume later with `curation al round` or `al ingest`
+                return state
+            advance("ingest", started)
+        elif state.step == "ingest":
+            report = ingest(dataset, fetch_completed(client, project_id), config.label_field, state.index, project_id)
+            state.ingest = {k: v for k, v in asdict(report).items() if isinstance(v, (int, dict))}
+            advance("retrain", started)
+        elif state.step == "retrain":
+            step_retrain(dataset, config, state, classes)
+            advance("evaluate", started)
+        elif state.step == "evaluate":
+            step_evaluate(dataset, config, state, classes)
+            state.finished_at = now_utc()
+            advance("done", started)
+    return state
+
+
+def learning_curve(dataset) -> list[dict[str, Any]]:
+    """One point per finished round: labels so far, accuracy, strategy."""
+    return [{"round": r.index, "num_labeled": r.num_labeled, "accuracy": r.accuracy, "strategy": r.strategy}
+            for r in list_rounds(dataset) if r.step == "done"]
+
+
+__all__ = ["LoopConfig", "RoundState", "init_loop", "run_round", "learning_curve", "list_rounds"]

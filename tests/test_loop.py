@@ -1,0 +1,138 @@
+"""The active-learning loop against the real Label Studio server and MongoDB, with real (tiny) torch training."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from active_learning.errors import DataError
+from active_learning.label_studio import LabelStudioSettings, connect
+from active_learning.loop import LoopConfig, init_loop, learning_curve, list_rounds, run_round
+from conftest import run_cli
+
+pytestmark = pytest.mark.labelstudio
+
+
+@pytest.fixture
+def client(label_studio):
+    return connect(LabelStudioSettings(url=label_studio.url, api_key=label_studio.personal_access_token, timeout=60))
+
+
+@pytest.fixture
+def pool_dataset(dataset_name, tmp_path):
+    """Digits with 60% of train tagged pool; images under tmp_path (served by the fixture's local-files root)."""
+    from active_learning.importers import import_dataset
+
+    return import_dataset(dataset_name, None, pool_fraction=0.6, progress=False, media_dir=str(tmp_path / "media"))
+
+
+def project_tasks(client, project_id: int) -> list:
+    return list(client.tasks.list(project=project_id, fields="all"))
+
+
+CONFIG = dict(label_field="al_label", eval_field="ground_truth", strategy="margin", batch_size=20, initial_size=30,
+              epochs=1)
+
+
+def test_two_rounds_simulated_with_provenance_and_resume(pool_dataset, client):
+    config = LoopConfig(**CONFIG, project_title=f"t-{pool_dataset.name[-40:]}")
+    project_id = init_loop(pool_dataset, config, client)
+    assert init_loop(pool_dataset, config, client) == project_id, "init is idempotent"
+
+    first = run_round(pool_dataset, client, simulate_field="ground_truth")
+    assert first.step == "done" and first.strategy == "random" and len(first.selected) == 30
+    assert first.num_labeled == 30 and 0.0 <= first.accuracy <= 1.0
+    assert set(first.per_class_f1) == set(pool_dataset.default_classes)
+    pool_dataset.reload()
+    labeled = pool_dataset.exists("al_label.label")
+    assert set(labeled.values("id")) == set(first.selected)
+    assert labeled.values("al_label.label") == labeled.values("ground_truth.label"), "simulated from the truth"
+    provenance = labeled.first().ls_provenance
+    assert provenance["project_id"] == project_id and provenance["round"] == 0 and provenance["agreement"] == 1.0
+
+    # A crash in the middle of the next round: select and push happened, then the process died.
+    second = run_round(pool_dataset, client)  # no annotator: stops at annotate, saved
+    assert second.step == "annotate" and second.strategy == "margin" and len(second.task_ids) == 20
+    assert not set(second.selected) & set(first.selected)
+    resumed = run_round(pool_dataset, client, simulate_field="ground_truth")
+    assert resumed.index == 1 and resumed.step == "done" and resumed.num_labeled == 50
+    assert len(project_tasks(client, project_id)) == 50, "no duplicate tasks after resuming"
+    assert [p["num_labeled"] for p in learning_curve(pool_dataset)] == [30, 50]
+
+    # Ingesting again changes nothing.
+    result = run_cli(["al", "ingest", pool_dataset.name, "--ls-url", client_url(client)],
+                     env_with_token(client))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Ingested: 0 new" in result.stdout and "50 already ingested" in result.stdout
+
+
+def client_url(client) -> str:
+    return os.environ["CURATION_TEST_LS_URL"]
+
+
+def env_with_token(client) -> dict[str, str]:
+    return dict(os.environ, LABEL_STUDIO_API_KEY=os.environ["CURATION_TEST_LS_TOKEN"], PYTHONUNBUFFERED="1")
+
+
+@pytest.fixture(autouse=True)
+def _ls_env(label_studio, monkeypatch):
+    monkeypatch.setenv("CURATION_TEST_LS_URL", label_studio.url)
+    monkeypatch.setenv("CURATION_TEST_LS_TOKEN", label_studio.personal_access_token)
+    # The server serves local files under this root; the client must build its image URLs against the same one.
+    monkeypatch.setenv("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT", str(label_studio.local_files_root))
+
+
+def test_kill_9_mid_round_then_resume(pool_dataset, client, label_studio):
+    config = LoopConfig(**{**CONFIG, "epochs": 3}, project_title=f"k-{pool_dataset.name[-40:]}")
+    project_id = init_loop(pool_dataset, config, client)
+    env = env_with_token(client)
+    exe = os.path.join(os.path.dirname(sys.executable), "curation")
+    proc = subprocess.Popen([exe, "al", "round", pool_dataset.name, "--simulate-annotator", "ground_truth",
+                             "--ls-url", label_studio.url], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    deadline = time.monotonic() + 300
+    step = None
+    while time.monotonic() < deadline and proc.poll() is None:
+        pool_dataset.reload()  # the round runs in another process
+        rounds = list_rounds(pool_dataset)
+        step = rounds[-1].step if rounds else None
+        if step in ("retrain", "evaluate"):
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, f"the round ended before it could be killed:\n{proc.stdout.read()[-3000:]}"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(30)
+    pool_dataset.reload()
+    assert list_rounds(pool_dataset)[-1].step in ("retrain", "evaluate")
+
+    result = run_cli(["al", "round", pool_dataset.name, "--simulate-annotator", "ground_truth", "--ls-url",
+                      label_studio.url], env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Round 0 (random): step done" in result.stdout
+    pool_dataset.reload()
+    rounds = list_rounds(pool_dataset)
+    assert len(rounds) == 1 and rounds[0].step == "done" and rounds[0].num_labeled == 30
+    assert len(project_tasks(client, project_id)) == 30, "no duplicate tasks"
+    pool_dataset.reload()
+    assert len(pool_dataset.exists("al_label.label")) == 30, "no lost or duplicated labels"
+    status = run_cli(["al", "status", pool_dataset.name], env)
+    assert "round   0  random" in status.stdout and "labels     30" in status.stdout
+
+
+def test_init_refuses_without_pool(dataset_name, client, tmp_path):
+    from active_learning.importers import import_dataset
+
+    dataset = import_dataset(dataset_name, None, progress=False, media_dir=str(tmp_path / "media"))
+    with pytest.raises(DataError, match="No sample is tagged 'pool'"):
+        init_loop(dataset, LoopConfig(**CONFIG), client)
+    assert "al_loop" not in dataset.list_runs()
+
+
+def test_round_before_init_is_a_clear_cli_error(pool_dataset, cli_env):
+    result = run_cli(["al", "round", pool_dataset.name], cli_env)
+    assert result.returncode == 2 and "curation al init" in result.stderr

@@ -1,0 +1,224 @@
+"""The fixed model (active_learning.model) on real torch, CPU: learning, determinism, persistence, K-fold."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from active_learning.errors import DataError, ModelError
+from active_learning.images import arrays_to_model_input
+from active_learning.model import FixedModel, Recipe, cross_val_proba, recipe_fingerprint
+
+TINY = Recipe(epochs=1, batch_size=32)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Tiny models on a shared 2-core machine: with one thread they avoid OpenMP waits that make them ~10x slower
+    when other processes hold the cores. Restored afterwards."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def digits() -> tuple[np.ndarray, np.ndarray]:
+    """sklearn's 1,797 real 8x8 digit scans as model input (N, 3, 32, 32) uint8, and their labels."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    arrays = np.clip(np.rint(bunch.images * (255.0 / 16.0)), 0, 255).astype(np.uint8)
+    return arrays_to_model_input(arrays), bunch.target.astype(np.int64)
+
+
+@pytest.fixture(scope="module")
+def trained(digits) -> FixedModel:
+    """A small model trained on the first 300 digits for 3 epochs."""
+    images, labels = digits
+    return FixedModel(10, Recipe(epochs=3, batch_size=32), device="cpu").fit(images[:300], labels[:300])
+
+
+def test_a_tiny_model_learns(digits, trained: FixedModel) -> None:
+    images, labels = digits
+    held_out = slice(1400, 1797)  # never seen in training
+    accuracy = float((trained.predict(images[held_out]) == labels[held_out]).mean())
+    assert accuracy > 0.5, f"held-out accuracy {accuracy:.2f} is not clearly above chance (0.10)"
+    assert trained.n_train_ == 300 and trained.device_ == "cpu"
+    assert len(trained.mean_) == 3 and all(s > 0 for s in trained.std_)
+
+
+def test_output_shapes_and_probabilities(digits, trained: FixedModel) -> None:
+    images, _ = digits
+    batch = images[300:437]
+    probs = trained.predict_proba(batch, batch_size=50)  # several batches, a ragged last one
+    assert probs.shape == (137, 10) and probs.dtype == np.float32
+    assert (probs >= 0).all() and np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(trained.predict_proba(batch, batch_size=512), probs, atol=1e-5)
+    np.testing.assert_array_equal(trained.predict(batch), probs.argmax(axis=1))
+    features = trained.embed(batch, batch_size=64)
+    assert features.shape == (137, 512) and features.dtype == np.float32
+    assert np.isfinite(features).all() and (features >= 0).all()  # after ReLU and average pooling
+    assert features.std(axis=0).max() > 0  # the features differ between images
+
+
+def test_save_load_round_trip(digits, trained: FixedModel, tmp_path: Path) -> None:
+    import torch
+
+    images, _ = digits
+    batch = images[1500:1600]
+    path = tmp_path / "nested" / "model.pt"
+    sha = trained.save(path)
+    assert sha == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert not path.with_suffix(".pt.tmp").exists()
+
+    loaded = FixedModel.load(path, expected_sha256=sha, device="cpu")
+    assert loaded.num_classes == 10 and loaded.recipe == trained.recipe
+    np.testing.assert_array_equal(loaded.predict_proba(batch), trained.predict_proba(batch))
+    np.testing.assert_array_equal(loaded.embed(batch), trained.embed(batch))
+    np.testing.assert_array_equal(FixedModel.load(path).predict_proba(batch), trained.predict_proba(batch))
+
+    with pytest.raises(ModelError, match="SHA-256 mismatch"):
+        FixedModel.load(path, expected_sha256="0" * 64)
+    with pytest.raises(ModelError, match="does not exist"):
+        FixedModel.load(tmp_path / "missing.pt")
+    state_dict_only = tmp_path / "weights.pt"
+    torch.save(trained.net_.state_dict(), state_dict_only)  # a valid torch file, but not a checkpoint
+    with pytest.raises(ModelError, match="was not written by FixedModel.save"):
+        FixedModel.load(state_dict_only)
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(ModelError, match="could not be read"):
+        FixedModel.load(corrupt)
+
+
+def test_determinism_on_cpu(digits) -> None:
+    images, labels = digits
+    recipe = Recipe(epochs=2, batch_size=32)
+    train, batch = slice(0, 64), images[1600:1700]
+    seen: list[tuple[float, str]] = []
+    first = FixedModel(10, recipe, device="cpu").fit(images[train], labels[train],
+                                                     progress=lambda f, m: seen.append((f, m)))
+    second = FixedModel(10, recipe, device="cpu").fit(images[train], labels[train])
+    np.testing.assert_array_equal(first.predict_proba(batch), second.predict_proba(batch))
+    np.testing.assert_array_equal(first.embed(batch), second.embed(batch))
+    other = FixedModel(10, recipe.with_seed(1), device="cpu").fit(images[train], labels[train])
+    assert np.abs(other.predict_proba(batch) - first.predict_proba(batch)).max() > 1e-3
+    # Progress is reported once per epoch.
+    assert [f for f, _ in seen] == [0.5, 1.0]
+    assert seen[0][1].startswith("epoch 1/2 loss ")
+
+
+def test_unfitted_model_and_bad_input(digits) -> None:
+    images, labels = digits
+    with pytest.raises(ModelError, match="not trained yet"):
+        FixedModel(10).predict_proba(images[:2])
+    with pytest.raises(DataError, match="at least 2 classes"):
+        FixedModel(1)
+    model = FixedModel(10, TINY, device="cpu")
+    with pytest.raises(DataError, match=r"uint8 images of shape \(N, 3, S, S\)"):
+        model.fit(images[:8].astype(np.float32), labels[:8])
+    with pytest.raises(DataError, match=r"uint8 images of shape"):
+        model.fit(images[:8, :1], labels[:8])
+    with pytest.raises(DataError, match="no images"):
+        model.fit(images[:0], labels[:0])
+    with pytest.raises(DataError, match="8 images but 7 labels"):
+        model.fit(images[:8], labels[:7])
+    with pytest.raises(DataError, match=r"Labels must lie in \[0, 10\)"):
+        model.fit(images[:8], np.full(8, 10))
+    import torch
+
+    if not torch.cuda.is_available():
+        with pytest.raises(ModelError, match="no CUDA GPU"):
+            FixedModel(10, TINY, device="cuda").fit(images[:8], labels[:8])
+
+
+def test_init_weights(digits, trained: FixedModel, tmp_path: Path) -> None:
+    import torch
+
+    images, labels = digits
+    weights = tmp_path / "resnet18.pt"
+    torch.save(trained.net_.state_dict(), weights)
+    started = FixedModel(10, TINY, device="cpu", init_weights=str(weights)).fit(images[:64], labels[:64])
+    # Two SGD steps from scratch stay near chance (0.10); from trained weights they keep much of what was learned.
+    accuracy = float((started.predict(images[1500:1600]) == labels[1500:1600]).mean())
+    assert accuracy > 0.5, accuracy
+
+    bogus = tmp_path / "bogus.pt"
+    torch.save({"weight": torch.zeros(3)}, bogus)
+    with pytest.raises(ModelError, match="do not look like a ResNet-18"):
+        FixedModel(10, TINY, init_weights=str(bogus)).fit(images[:8], labels[:8])
+    with pytest.raises(ModelError, match="do not exist"):
+        FixedModel(10, TINY, init_weights=str(tmp_path / "none.pt")).fit(images[:8], labels[:8])
+
+
+# -- K-fold out-of-sample probabilities ------------------------------------------------------------------------
+def test_cross_val_proba_is_out_of_sample() -> None:
+    """Random labels on random images: a model memorises its training rows but cannot predict unseen ones."""
+    rng = np.random.default_rng(0)
+    n = 48
+    images = rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8)
+    labels = rng.permutation(np.arange(n) % 2)
+    recipe = Recipe(epochs=8, batch_size=16, translate_px=0)
+
+    in_sample = FixedModel(2, recipe, device="cpu").fit(images, labels).predict_proba(images)
+    out_of_sample = cross_val_proba(images, labels, 2, folds=2, recipe=recipe, device="cpu")
+    assert out_of_sample.shape == (n, 2) and np.allclose(out_of_sample.sum(axis=1), 1.0, atol=1e-5)
+
+    rows = np.arange(n)
+    in_sample_accuracy = float((in_sample.argmax(1) == labels).mean())
+    out_of_sample_accuracy = float((out_of_sample.argmax(1) == labels).mean())
+    assert in_sample_accuracy >= 0.85, "the model should memorise random labels it was trained on"
+    assert out_of_sample_accuracy <= 0.7, "K-fold rows must come from models that never saw them"
+    assert in_sample[rows, labels].mean() - out_of_sample[rows, labels].mean() > 0.25
+
+
+def test_cross_val_rows_come_from_the_other_folds(digits) -> None:
+    """Each row is the average over seeds of the prediction of a model trained on the other folds only."""
+    from sklearn.model_selection import StratifiedKFold
+
+    images, labels = digits
+    images, labels = images[:40], labels[:40]
+    calls: list[float] = []
+    probs = cross_val_proba(images, labels, 10, folds=2, recipe=TINY, seeds=(3, 4), device="cpu",
+                            progress=lambda f, m: calls.append(f))
+    assert calls == sorted(calls) and calls[-1] == pytest.approx(1.0) and len(calls) == 4  # 2 folds x 2 seeds
+    expected = np.zeros_like(probs, dtype=np.float64)
+    for seed in (3, 4):
+        held_out_once = np.zeros(len(labels), dtype=int)
+        for train_index, held_out in StratifiedKFold(2, shuffle=True, random_state=seed).split(labels, labels):
+            assert not set(train_index) & set(held_out)
+            held_out_once[held_out] += 1
+            model = FixedModel(10, TINY.with_seed(seed), device="cpu").fit(images[train_index], labels[train_index])
+            expected[held_out] += model.predict_proba(images[held_out]) / 2
+        assert (held_out_once == 1).all()
+    np.testing.assert_allclose(probs, expected, atol=1e-5)
+
+
+def test_cross_val_refuses_small_classes(digits) -> None:
+    images, labels = digits
+    labels = labels[:60].copy()
+    labels[labels == 7] = 8
+    labels[np.flatnonzero(labels == 8)[0]] = 7  # class 7 now has one sample
+    with pytest.raises(DataError, match=r"Classes \[7\] have fewer labeled samples than folds \(2\)") as info:
+        cross_val_proba(images[:60], labels, 10, folds=2, recipe=TINY)
+    assert "--folds" not in str(info.value)  # one sample cannot be split into any number of folds
+    labels[np.flatnonzero(labels == 8)[0]] = 7  # two samples: 2 folds would do
+    with pytest.raises(DataError, match=r"Classes \[7\] have fewer labeled samples than folds \(3\).*--folds 2"):
+        cross_val_proba(images[:60], labels, 10, folds=3, recipe=TINY)
+    with pytest.raises(DataError, match="at least 2 folds"):
+        cross_val_proba(images[:60], labels, 10, folds=1, recipe=TINY)
+
+
+def test_recipe_is_recorded_stably() -> None:
+    recipe = Recipe()
+    assert recipe.to_dict()["architecture"] == "torchvision.models.resnet18"
+    assert Recipe(**recipe.to_dict()) == recipe
+    assert recipe_fingerprint(recipe) == recipe_fingerprint(Recipe())
+    assert recipe_fingerprint(recipe.with_seed(1)) != recipe_fingerprint(recipe)
+    assert recipe.with_seed(1).seed == 1 and recipe.seed == 0

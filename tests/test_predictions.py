@@ -1,0 +1,201 @@
+"""Model outputs over FiftyOne views (active_learning.predictions) on a small real digits dataset in MongoDB."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fiftyone as fo
+
+from active_learning.errors import DataError, ModelError
+from active_learning.images import load_images
+from active_learning.importers import import_dataset
+from active_learning.model import Recipe, file_sha256
+from active_learning.predictions import (
+    DEFAULT_RUN_KEY,
+    EMBEDDING_FIELD,
+    PREDICTION_FIELD,
+    PROBS_FIELD,
+    checkpoint_dir,
+    compute_model_outputs,
+    load_model,
+    read_probs,
+)
+from active_learning.runs import load_run
+
+RECIPE = Recipe(epochs=2, batch_size=32)
+NUM_TRAIN, NUM_UNLABELED, NUM_TEST = 300, 20, 100
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models on a shared 2-core machine: with one thread they avoid OpenMP waits that make them ~10x slower
+    when other processes hold the cores. Restored afterwards."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def computed(one_torch_thread):
+    """Digits imported; 300 train samples (20 of them without a label) scored with 2 folds; 100 test samples."""
+    name = f"test-predictions-{uuid.uuid4().hex[:8]}"
+    dataset = import_dataset(name, None, progress=False)
+    view = dataset.match_tags("train").take(NUM_TRAIN, seed=0)
+    unlabeled_ids = view.values("id")[:NUM_UNLABELED]
+    dataset.set_values("ground_truth", {i: None for i in unlabeled_ids}, key_field="id")
+    test_view = dataset.match_tags("test").take(NUM_TEST, seed=0)
+    progress: list[tuple[float, str]] = []
+    summary = compute_model_outputs(view, folds=2, recipe=RECIPE, device="cpu", test_view=test_view,
+                                    progress=lambda f, m: progress.append((f, m)))
+    yield dataset, view, test_view, set(unlabeled_ids), summary, progress
+    fo.delete_dataset(name)
+
+
+def test_fields_are_written_for_exactly_the_labeled_samples(computed) -> None:
+    dataset, view, test_view, unlabeled, summary, _ = computed
+    assert summary.num_scored == NUM_TRAIN - NUM_UNLABELED
+    assert summary.num_unlabeled_skipped == NUM_UNLABELED
+    labeled = set(view.values("id")) - unlabeled
+    classes = dataset.default_classes
+
+    ids, probs, predictions, embeddings = dataset.values(["id", PROBS_FIELD, PREDICTION_FIELD, EMBEDDING_FIELD])
+    scored = {i for i, p in zip(ids, probs) if p is not None}
+    assert scored == labeled  # out-of-sample probabilities need a label to hold out
+    predicted = {i for i, p in zip(ids, predictions) if p is not None}
+    assert predicted == labeled | set(test_view.values("id"))  # test samples are evaluated, never scored
+    # Every sample of the view is embedded (near-duplicate and outlier checks cover unlabeled ones too).
+    assert {i for i, e in zip(ids, embeddings) if e is not None} == labeled | unlabeled
+
+    for i, row, prediction, embedding in zip(ids, probs, predictions, embeddings):
+        if i in labeled:
+            assert len(row) == 10 and abs(sum(row) - 1.0) < 1e-4 and min(row) >= 0
+            assert prediction.label == classes[int(np.argmax(row))]
+            assert prediction.confidence == pytest.approx(max(row), abs=1e-6)
+        if i in labeled | unlabeled:
+            assert len(embedding) == 512 and all(np.isfinite(embedding))
+
+
+def test_out_of_sample_accuracy_matches_the_stored_probabilities(computed) -> None:
+    dataset, view, _, _, summary, _ = computed
+    ids, probs = read_probs(view)
+    labels = dict(zip(*view.values(["id", "ground_truth.label"])))
+    truth = np.asarray([dataset.default_classes.index(labels[i]) for i in ids])
+    accuracy = float((probs.argmax(1) == truth).mean())
+    assert accuracy == pytest.approx(summary.out_of_sample_accuracy, abs=1e-9)
+    assert accuracy > 0.3  # 2 epochs on 140 digits per fold: clearly above chance (0.1)
+
+
+def test_run_is_recorded_with_the_checkpoint(computed) -> None:
+    dataset, view, _, _, summary, _ = computed
+    config, results = load_run(dataset, DEFAULT_RUN_KEY)
+    assert config["recipe"] == RECIPE.to_dict()
+    assert config["folds"] == 2 and config["seeds"] == [0] and config["label_field"] == "ground_truth"
+    assert config["classes"] == dataset.default_classes
+    assert set(config["fields"]) == {PROBS_FIELD, PREDICTION_FIELD, EMBEDDING_FIELD}
+    checkpoint = Path(results["checkpoint"])
+    assert checkpoint.is_file() and checkpoint.parent == checkpoint_dir(dataset)
+    assert results["checkpoint_sha256"] == file_sha256(checkpoint) == summary.checkpoint_sha256
+    assert results["num_scored"] == NUM_TRAIN - NUM_UNLABELED
+    assert results["num_unlabeled_skipped"] == NUM_UNLABELED
+    assert results["num_test"] == NUM_TEST and results["device"] == "cpu"
+    assert results["out_of_sample_accuracy"] == pytest.approx(summary.out_of_sample_accuracy)
+    # The run is registered on the view: FiftyOne restores the very samples it scored.
+    assert sorted(dataset.load_run_view(DEFAULT_RUN_KEY).values("id")) == sorted(view.values("id"))
+
+
+def test_load_model_restores_the_final_model(computed) -> None:
+    dataset, view, test_view, unlabeled, summary, _ = computed
+    model = load_model(dataset)
+    assert model.recipe == RECIPE and model.num_classes == 10
+    ids, paths, labels, stored = test_view.values(["id", "filepath", "ground_truth.label",
+                                                   f"{PREDICTION_FIELD}.label"])
+    predicted = model.predict(load_images(paths, RECIPE.image_size))
+    names = [dataset.default_classes[p] for p in predicted]
+    assert names == stored  # the checkpoint is the model that evaluated the test view
+    assert summary.test_accuracy == pytest.approx(np.mean([n == t for n, t in zip(names, labels)]))
+    assert summary.num_test == NUM_TEST
+    # The unlabeled samples of the view carry the final model's embeddings.
+    unlabeled_view = view.select(sorted(unlabeled))
+    stored_embeddings = np.asarray(unlabeled_view.values(EMBEDDING_FIELD))
+    images = load_images(unlabeled_view.values("filepath"), RECIPE.image_size)
+    np.testing.assert_allclose(stored_embeddings, model.embed(images), rtol=1e-5, atol=1e-5)
+
+    checkpoint = Path(summary.checkpoint)
+    original = checkpoint.read_bytes()
+    try:
+        checkpoint.write_bytes(original + b"tampered")
+        with pytest.raises(ModelError, match="SHA-256 mismatch"):
+            load_model(dataset)
+    finally:
+        checkpoint.write_bytes(original)
+    with pytest.raises(DataError, match="has no run 'no_such_run'"):
+        load_model(dataset, run_key="no_such_run")
+
+
+def test_progress_reaches_the_end(computed) -> None:
+    *_, progress = computed
+    fractions = [f for f, _ in progress]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0 and 0.0 <= fractions[0]
+    assert any("fold 2/2" in m for _, m in progress) and any(m.startswith("final model") for _, m in progress)
+
+
+# -- refused before any training -----------------------------------------------------------------------------
+def test_overlapping_test_view_is_refused(computed) -> None:
+    dataset, view, *_ = computed
+    overlapping = dataset.select(view.values("id")[25:35])
+    with pytest.raises(DataError, match="overlaps the training view"):
+        compute_model_outputs(view, folds=2, recipe=RECIPE, test_view=overlapping, run_key="refused")
+    assert "refused" not in dataset.list_runs()
+
+
+def test_empty_view_is_refused(computed) -> None:
+    dataset, *_ = computed
+    with pytest.raises(DataError, match="The view is empty"):
+        compute_model_outputs(dataset.match_tags("no-such-tag"), folds=2, recipe=RECIPE, run_key="refused")
+    assert "refused" not in dataset.list_runs()
+
+
+def test_missing_label_field_names_the_available_ones(computed) -> None:
+    dataset, view, *_ = computed
+    with pytest.raises(DataError, match="has no field 'labels'.*'ground_truth'.*--label-field") as info:
+        compute_model_outputs(view, label_field="labels", folds=2, recipe=RECIPE, run_key="refused")
+    assert PREDICTION_FIELD in str(info.value)  # every Classification field is offered
+    with pytest.raises(DataError, match="is not a Classification field"):
+        compute_model_outputs(view, label_field="source_index", folds=2, recipe=RECIPE, run_key="refused")
+    assert "refused" not in dataset.list_runs()
+
+
+def test_view_without_any_label_is_refused(computed) -> None:
+    dataset, view, _, unlabeled, *_ = computed
+    with pytest.raises(DataError, match="No sample in the view has a label"):
+        compute_model_outputs(dataset.select(list(unlabeled)), folds=2, recipe=RECIPE, run_key="refused")
+    # A test view without labels is refused before any training: no checkpoint, no run.
+    with pytest.raises(DataError, match="No sample in the view has a label"):
+        compute_model_outputs(view, folds=2, recipe=RECIPE, test_view=dataset.select(list(unlabeled)),
+                              run_key="refused")
+    assert not (checkpoint_dir(dataset) / "refused.pt").exists()
+    assert "refused" not in dataset.list_runs()
+
+
+def test_too_few_samples_per_class_is_refused(computed) -> None:
+    dataset, view, *_ = computed
+    few = view.exists("ground_truth").take(12, seed=1)
+    with pytest.raises(DataError, match="fewer labeled samples than folds"):
+        compute_model_outputs(few, folds=5, recipe=RECIPE, run_key="refused")
+
+
+def test_labels_outside_the_class_list_are_refused(dataset_name: str) -> None:
+    dataset = fo.Dataset(dataset_name)
+    dataset.classes = {"ground_truth": ["cat", "dog"]}
+    dataset.add_samples([fo.Sample(filepath=f"/nonexistent/{i}.png", ground_truth=fo.Classification(label=label))
+                         for i, label in enumerate(["cat", "dog", "cow", "cat"])])
+    with pytest.raises(DataError, match=r"Labels \['cow'\] in 'ground_truth' are not in the class list") as info:
+        compute_model_outputs(dataset, folds=2, recipe=RECIPE)
+    assert "dataset.classes['ground_truth']" in str(info.value)
