@@ -282,9 +282,10 @@ def _print_round(state, dataset_name: str, ls_url: str | None) -> None:
 
 
 def cmd_al_round(args: argparse.Namespace) -> int:
-    from active_learning.loop import run_round
+    from active_learning.loop import load_config, run_round
 
     dataset = _load(args.dataset)
+    load_config(dataset)  # a clear error before any connection when `al init` was not run
     client = _connect(args)
     for _ in range(args.rounds):
         state = run_round(dataset, client, simulate_field=args.simulate_annotator, wait=args.wait,
