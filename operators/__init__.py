@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from curation_app.active_learning_panel import ActiveLearningPanel, IngestAnnotations, RunRound
 from curation_app.label_issues import AcceptSuggestedLabels, FindLabelIssues, LabelIssuesPanel, SendToReview
 from curation_app.model_ops import ComputeModelOutputs, RunCheck
 from curation_app.overview_panel import CurationOverviewPanel
@@ -12,8 +13,11 @@ OPERATORS = (
     FindLabelIssues,
     AcceptSuggestedLabels,
     SendToReview,
+    RunRound,
+    IngestAnnotations,
     CurationOverviewPanel,
     LabelIssuesPanel,
+    ActiveLearningPanel,
 )
 
 

@@ -70,6 +70,26 @@ def test_two_rounds_simulated_with_provenance_and_resume(pool_dataset, client):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Ingested: 0 new" in result.stdout and "50 already ingested" in result.stdout
 
+    # The App: the panel's data and the ingest operator through FiftyOne's executor.
+    import fiftyone.operators as foo
+
+    from curation_app.active_learning_panel import active_learning_data
+
+    data = active_learning_data(pool_dataset)
+    assert data["project_id"] == project_id and data["current_step"] == "done"
+    (trace,) = data["traces"]
+    assert trace["x"] == [30, 50] and trace["y"] == [round(first.accuracy, 4), round(resumed.accuracy, 4)]
+    assert [row["step"] for row in data["rounds"]] == ["done", "done"]
+    os.environ["LABEL_STUDIO_URL"] = client_url(client)
+    os.environ["LABEL_STUDIO_API_KEY"] = os.environ["CURATION_TEST_LS_TOKEN"]
+    try:
+        executed = foo.execute_operator("@curation/fiftyone-curation/al_ingest",
+                                        ctx={"dataset": pool_dataset.name, "params": {}})
+    finally:
+        del os.environ["LABEL_STUDIO_URL"], os.environ["LABEL_STUDIO_API_KEY"]
+    assert executed.error is None, executed.error
+    assert executed.result == {"new": 0, "unchanged": 50, "invalid": 0}
+
 
 def client_url(client) -> str:
     return os.environ["CURATION_TEST_LS_URL"]

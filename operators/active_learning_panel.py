@@ -1,0 +1,160 @@
+"""Active learning in the App: operators to run a round and to ingest (delegable), and a panel with the curve."""
+
+from __future__ import annotations
+
+import fiftyone.operators as foo
+import fiftyone.operators.types as types
+
+from active_learning.errors import CurationError
+from active_learning.loop import LOOP_RUN_KEY, list_rounds, load_config, run_round
+
+PLUGIN = "@curation/fiftyone-curation"
+
+
+def _client(ctx):
+    from active_learning.label_studio import connect, resolve_settings
+
+    secrets = {k: ctx.secrets.get(k) for k in ("LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY")} if ctx.secrets else None
+    return connect(resolve_settings(secrets=secrets))
+
+
+def active_learning_data(dataset) -> dict | None:
+    """The learning curve per strategy and the rounds' state, rebuilt from the ``al_*`` runs; None without a loop."""
+    if LOOP_RUN_KEY not in dataset.list_runs():
+        return None
+    config, project_id = load_config(dataset)
+    rounds = list_rounds(dataset)
+    curves: dict[str, dict[str, list]] = {}
+    for state in rounds:
+        if state.step == "done" and state.accuracy is not None:
+            curve = curves.setdefault(config.strategy, {"x": [], "y": []})
+            curve["x"].append(state.num_labeled)
+            curve["y"].append(round(state.accuracy, 4))
+    traces = [{"type": "scatter", "mode": "lines+markers", "name": name, "x": c["x"], "y": c["y"]}
+              for name, c in curves.items()]
+    table = [{"round": s.index, "strategy": s.strategy, "step": s.step, "selected": len(s.selected) + len(s.review),
+              "annotated": f"{s.annotated}/{len(s.task_ids)}", "labels": s.num_labeled,
+              "accuracy": "" if s.accuracy is None else f"{s.accuracy:.4f}"} for s in rounds]
+    current = rounds[-1] if rounds else None
+    return {"traces": traces, "rounds": table, "project_id": project_id, "strategy": config.strategy,
+            "batch_size": config.batch_size, "current_step": current.step if current else "not started",
+            "current_round": current.index if current else None}
+
+
+class RunRound(foo.Operator):
+    """Run or resume the current active-learning round as far as it can go."""
+
+    @property
+    def config(self):
+        return foo.OperatorConfig(name="al_round", label="Curation: run an active-learning round", dynamic=True,
+                                  allow_immediate_execution=True, allow_delegated_execution=True,
+                                  default_choice_to_delegated=True)
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        if ctx.dataset is None or LOOP_RUN_KEY not in ctx.dataset.list_runs():
+            from curation_app.common import show_error
+
+            show_error(inputs, "no_loop", "No active-learning loop", "Run `curation al init DATASET` first.")
+            return types.Property(inputs)
+        inputs.str("simulate_annotator", required=False, label="Simulated annotator field (optional)",
+                   description="answer tasks from this hidden truth field (demos only)")
+        return types.Property(inputs)
+
+    def execute(self, ctx):
+        try:
+            state = run_round(ctx.dataset, _client(ctx), simulate_field=ctx.params.get("simulate_annotator") or None,
+                              progress=lambda message: ctx.set_progress(label=message))
+        except CurationError as exc:
+            ctx.ops.notify(str(exc), variant="error")
+            return {"error": str(exc)}
+        if not ctx.delegated:
+            ctx.ops.reload_dataset()
+        return {"round": state.index, "step": state.step, "accuracy": state.accuracy}
+
+
+class IngestAnnotations(foo.Operator):
+    """Ingest the finished Label Studio annotations now (idempotent)."""
+
+    @property
+    def config(self):
+        return foo.OperatorConfig(name="al_ingest", label="Curation: ingest Label Studio annotations", dynamic=True,
+                                  allow_immediate_execution=True, allow_delegated_execution=True)
+
+    def execute(self, ctx):
+        from active_learning.loop import current_round
+        from active_learning.ls_bridge import fetch_completed, ingest
+
+        try:
+            config, project_id = load_config(ctx.dataset)
+            report = ingest(ctx.dataset, fetch_completed(_client(ctx), project_id), config.label_field,
+                            current_round(ctx.dataset).index, project_id)
+        except CurationError as exc:
+            ctx.ops.notify(str(exc), variant="error")
+            return {"error": str(exc)}
+        ctx.ops.notify(f"Ingested {report.new} new annotations ({report.unchanged} already in).", variant="success")
+        if not ctx.delegated:
+            ctx.ops.reload_dataset()
+        return {"new": report.new, "unchanged": report.unchanged, "invalid": report.invalid}
+
+
+class ActiveLearningPanel(foo.Panel):
+    """The learning curve (accuracy vs labels) and the state of the rounds."""
+
+    @property
+    def config(self):
+        return foo.PanelConfig(name="active_learning", label="Active learning", surfaces="grid", icon="school")
+
+    def on_load(self, ctx):
+        self._refresh(ctx)
+
+    def on_change_dataset(self, ctx):
+        self._refresh(ctx)
+
+    def on_refresh(self, ctx):
+        self._refresh(ctx)
+
+    def _refresh(self, ctx):
+        try:
+            data = active_learning_data(ctx.dataset) if ctx.dataset is not None else None
+        except CurationError as exc:
+            ctx.ops.notify(str(exc), variant="error")
+            data = None
+        ctx.panel.set_state("has_loop", data is not None)
+        if data is None:
+            return
+        ctx.panel.set_data("curve", data["traces"])
+        ctx.panel.set_data("rounds", data["rounds"])
+        ctx.panel.set_state("header", data)
+
+    def run_round(self, ctx):
+        ctx.trigger(f"{PLUGIN}/al_round")
+
+    def ingest(self, ctx):
+        ctx.trigger(f"{PLUGIN}/al_ingest")
+
+    def render(self, ctx):
+        panel = types.Object()
+        if not ctx.panel.get_state("has_loop"):
+            panel.md("No active-learning loop on this dataset yet: run `curation al init DATASET`, then press "
+                     "Refresh.", name="empty")
+            panel.btn("refresh", label="Refresh", on_click=self.on_refresh)
+            return types.Property(panel, view=types.GridView(orientation="vertical", height=100, width=100))
+        header = ctx.panel.get_state("header", {})
+        panel.md(f"**Strategy** {header.get('strategy')} · **batch** {header.get('batch_size')} · "
+                 f"**Label Studio project** {header.get('project_id')} · **current round** "
+                 f"{header.get('current_round')}: {header.get('current_step')}", name="header_md")
+        buttons = panel.h_stack("buttons", align_x="left", gap=2)
+        buttons.btn("run", label="Run / resume round", on_click=self.run_round)
+        buttons.btn("ingest", label="Ingest annotations now", on_click=self.ingest)
+        buttons.btn("refresh", label="Refresh", on_click=self.on_refresh)
+        panel.plot("curve", layout={"title": {"text": "Test accuracy vs labels"}, "height": 340,
+                                    "margin": {"t": 50, "l": 60, "r": 20, "b": 50},
+                                    "xaxis": {"title": {"text": "labels"}},
+                                    "yaxis": {"title": {"text": "accuracy"}}},
+                   config={"displayModeBar": False})
+        table = types.TableView()
+        for key in ("round", "strategy", "step", "selected", "annotated", "labels", "accuracy"):
+            table.add_column(key, label=key.capitalize())
+        panel.list("rounds", types.Object(), view=table)
+        return types.Property(panel, view=types.GridView(orientation="vertical", height=100, width=100))
