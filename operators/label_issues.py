@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import PurePath
+
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
@@ -31,9 +33,11 @@ def label_issues_data(dataset, label_field: str = "ground_truth", top: int = 50)
         "pairs_trace": [{"type": "bar", "x": [f"{p['given']} → {p['suggested']}" for p in pairs],
                          "y": [p["count"] for p in pairs], "marker": {"color": "#e4572e"}}],
         "noise_trace": [{"type": "heatmap", "z": summary.get("noise_matrix", []), "x": classes, "y": classes,
-                         "colorscale": "Blues"}],
-        "suspects": [{"rank": s.rank, "score": round(s.score, 4), "given": s.given, "suggested": s.suggested,
-                      "flagged": "yes" if s.flagged else "", "id": s.sample_id} for s in suspects],
+                         "colorscale": "Blues", "zmin": 0, "zmax": 1, "texttemplate": "%{z:.2f}",
+                         "hovertemplate": "given %{y}, true %{x}: %{z:.3f}<extra></extra>"}],
+        "suspects": [{"rank": s.rank, "file": PurePath(s.filepath).name, "score": round(s.score, 4), "given": s.given,
+                      "suggested": s.suggested, "flagged": "yes" if s.flagged else "", "id": s.sample_id}
+                     for s in suspects],
         "num_in_review": len(review_queue(dataset)),
         "label_field": config.get("label_field", label_field),
     }
@@ -218,14 +222,14 @@ class LabelIssuesPanel(foo.Panel):
     def render(self, ctx):
         panel = types.Object()
         if not ctx.panel.get_state("has_run"):
-            panel.md("### Label issues\nNo results yet. Run the operator **Curation: find label issues** (or "
+            panel.md("**No label issues yet.** Run the operator **Curation: find label issues** (or "
                      "`curation label-errors DATASET`), then press Refresh.", name="empty")
             panel.btn("refresh", label="Refresh", on_click=self.on_refresh)
-            return types.Property(panel, view=types.GridView(orientation="vertical", height=100, width=100))
+            return types.Property(panel, view=types.GridView(orientation="vertical", height=100, width=100, pad=1))
         s = ctx.panel.get_state("summary", {})
         scored = max(int(s.get("num_scored", 0)), 1)
         panel.md(
-            f"### Label issues\n**{s.get('num_issues', 0)}** likely label errors among **{s.get('num_scored', 0)}** "
+            f"**{s.get('num_issues', 0)} likely label errors** among **{s.get('num_scored', 0)}** "
             f"scored samples ({100 * s.get('num_issues', 0) / scored:.1f}%), "
             f"{s.get('num_unlabeled_skipped', 0)} unlabeled skipped; cleanlab `{s.get('filter_by', '')}`, ranked by "
             f"`{s.get('rank_method', '')}`. In review: {ctx.panel.get_state('num_in_review', 0)}.",
@@ -238,15 +242,22 @@ class LabelIssuesPanel(foo.Panel):
         actions.btn("tag", label="Tag selected", on_click=self.tag_selected)
         actions.btn("accept", label="Accept suggested label", on_click=self.accept_selected)
         actions.btn("review", label="Send to review", on_click=self.review_selected)
-        panel.plot("pairs", layout={"title": "Flagged samples per given → suggested label", "height": 320,
-                                    "xaxis": {"title": "given → suggested"}, "yaxis": {"title": "samples"}},
+        # Explicit margins and {"text": ...} titles: the App's plotly drops plain-string titles and clips the rest.
+        panel.plot("pairs", layout={"title": {"text": "Flagged samples per given → suggested label"}, "height": 320,
+                                    "margin": {"t": 56, "l": 56, "r": 16, "b": 56},
+                                    "xaxis": {"title": {"text": "given → suggested"}, "type": "category"},
+                                    "yaxis": {"title": {"text": "flagged samples"}, "rangemode": "tozero",
+                                              "tickformat": ",d"}},
                    config={"displayModeBar": False})
-        panel.plot("noise_matrix", layout={"title": "Estimated noise matrix P(given | true)", "height": 360,
-                                           "xaxis": {"title": "true label"}, "yaxis": {"title": "given label"}},
+        panel.plot("noise_matrix", layout={"title": {"text": "Estimated noise matrix P(given | true)"},
+                                           "height": 360,
+                                           "margin": {"t": 56, "l": 64, "r": 16, "b": 56},
+                                           "xaxis": {"title": {"text": "true label"}, "type": "category"},
+                                           "yaxis": {"title": {"text": "given label"}, "type": "category"}},
                    config={"displayModeBar": False})
         table = types.TableView()
-        for key, label in (("rank", "Rank"), ("score", "Label quality"), ("given", "Given"),
+        for key, label in (("rank", "Rank"), ("file", "File"), ("score", "Label quality"), ("given", "Given"),
                            ("suggested", "Suggested"), ("flagged", "Flagged")):
             table.add_column(key, label=label)
         panel.list("suspects", types.Object(), view=table, label="Worst suspects")
-        return types.Property(panel, view=types.GridView(orientation="vertical", height=100, width=100))
+        return types.Property(panel, view=types.GridView(orientation="vertical", height=100, width=100, pad=1))
