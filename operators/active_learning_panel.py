@@ -7,6 +7,7 @@ import fiftyone.operators.types as types
 
 from active_learning.errors import CurationError
 from active_learning.loop import LOOP_RUN_KEY, list_rounds, load_config, run_round
+from curation_app.common import RebuildingPanel, show_error
 
 PLUGIN = "@curation/fiftyone-curation"
 
@@ -53,8 +54,6 @@ class RunRound(foo.Operator):
     def resolve_input(self, ctx):
         inputs = types.Object()
         if ctx.dataset is None or LOOP_RUN_KEY not in ctx.dataset.list_runs():
-            from curation_app.common import show_error
-
             show_error(inputs, "no_loop", "No active-learning loop", "Run `curation al init DATASET` first.")
             return types.Property(inputs)
         inputs.str("simulate_annotator", required=False, label="Simulated annotator field (optional)",
@@ -98,21 +97,12 @@ class IngestAnnotations(foo.Operator):
         return {"new": report.new, "unchanged": report.unchanged, "invalid": report.invalid}
 
 
-class ActiveLearningPanel(foo.Panel):
+class ActiveLearningPanel(RebuildingPanel):
     """The learning curve (accuracy vs labels) and the state of the rounds."""
 
     @property
     def config(self):
         return foo.PanelConfig(name="active_learning", label="Active learning", surfaces="grid", icon="school")
-
-    def on_load(self, ctx):
-        self._refresh(ctx)
-
-    def on_change_dataset(self, ctx):
-        self._refresh(ctx)
-
-    def on_refresh(self, ctx):
-        self._refresh(ctx)
 
     def _refresh(self, ctx):
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from active_learning.views import check_label_field
@@ -46,3 +47,22 @@ def classification_fields(ctx) -> list[str]:
     schema = ctx.dataset.get_field_schema()
     names = [n for n, f in schema.items() if getattr(f, "document_type", None) is fo.Classification]
     return sorted(names, key=lambda n: (n != "ground_truth", n))
+
+
+class RebuildingPanel(foo.Panel):
+    """A panel whose content is rebuilt from runs and fields on load, on dataset change and on Refresh.
+
+    Subclasses implement ``_refresh(ctx)``; only UI state lives in ``ctx.panel``.
+    """
+
+    def on_load(self, ctx):
+        self._refresh(ctx)
+
+    def on_change_dataset(self, ctx):
+        self._refresh(ctx)
+
+    def on_refresh(self, ctx):
+        self._refresh(ctx)
+
+    def _refresh(self, ctx) -> None:
+        raise NotImplementedError

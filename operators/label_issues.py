@@ -11,7 +11,13 @@ from active_learning.errors import CurationError
 from active_learning.label_history import queue_for_review, review_queue, set_labels
 from active_learning.model import Recipe
 from active_learning.runs import load_run
-from curation_app.common import classification_fields, show_error, target_view, validate_label_field
+from curation_app.common import (
+    RebuildingPanel,
+    classification_fields,
+    show_error,
+    target_view,
+    validate_label_field,
+)
 from curation_checks.pipelines import find_label_issues, worst_suspects
 
 ISSUE_TAG = "label_issue"
@@ -150,18 +156,12 @@ class SendToReview(_SelectedSamplesOperator):
         return {"queued": queued}
 
 
-class LabelIssuesPanel(foo.Panel):
+class LabelIssuesPanel(RebuildingPanel):
     """Summary, issues per given/suggested pair, the noise matrix, ranked suspects and actions on a selection."""
 
     @property
     def config(self):
         return foo.PanelConfig(name="label_issues", label="Label issues", surfaces="grid", icon="report_problem")
-
-    def on_load(self, ctx):
-        self._refresh(ctx)
-
-    def on_change_dataset(self, ctx):
-        self._refresh(ctx)
 
     def _refresh(self, ctx):
         data = label_issues_data(ctx.dataset) if ctx.dataset is not None else None
@@ -174,9 +174,6 @@ class LabelIssuesPanel(foo.Panel):
         ctx.panel.set_data("pairs", data["pairs_trace"])
         ctx.panel.set_data("noise_matrix", data["noise_trace"])
         ctx.panel.set_data("suspects", data["suspects"])
-
-    def on_refresh(self, ctx):
-        self._refresh(ctx)
 
     def show_suspects(self, ctx):
         """Set the App's view to the scored samples, worst label quality first."""

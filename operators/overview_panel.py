@@ -5,6 +5,8 @@ from __future__ import annotations
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
+from curation_app.common import RebuildingPanel
+
 from active_learning.errors import CurationError
 from active_learning.runs import load_run
 from active_learning.views import check_label_field, get_classes
@@ -54,22 +56,13 @@ def run_figures(results: dict) -> dict[str, int | float]:
     return figures
 
 
-class CurationOverviewPanel(foo.Panel):
+class CurationOverviewPanel(RebuildingPanel):
     """Class balance per split and the curation runs recorded on the dataset."""
 
     @property
     def config(self):
         return foo.PanelConfig(name="curation_overview", label="Curation overview", surfaces="grid",
                                icon="insights")
-
-    def on_load(self, ctx):
-        self._refresh(ctx)
-
-    def on_change_dataset(self, ctx):
-        self._refresh(ctx)
-
-    def on_refresh(self, ctx):
-        self._refresh(ctx)
 
     def _refresh(self, ctx):
         if ctx.dataset is None:
