@@ -12,10 +12,15 @@ benchmarks/results/active_learning_<device>.json and .png, and prints the JSON a
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path as _Path
+
+if sys.path and _Path(sys.path[0]).resolve() == _Path(__file__).resolve().parent:
+    sys.path.pop(0)  # this folder's active_learning.py must not shadow the active_learning package
+
 import argparse
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path

@@ -9,6 +9,12 @@ Reference: cleanlab's published probabilities place 11 of the 15 in the top 50.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path as _Path
+
+if sys.path and _Path(sys.path[0]).resolve() == _Path(__file__).resolve().parent:
+    sys.path.pop(0)  # this folder's active_learning.py must not shadow the active_learning package
+
 import argparse
 import csv
 import json

@@ -12,6 +12,12 @@ folds (the JSON says which). Writes benchmarks/results/label_errors_noise_<devic
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path as _Path
+
+if sys.path and _Path(sys.path[0]).resolve() == _Path(__file__).resolve().parent:
+    sys.path.pop(0)  # this folder's active_learning.py must not shadow the active_learning package
+
 import argparse
 import json
 import time

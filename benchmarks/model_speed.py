@@ -7,6 +7,12 @@ benchmarks/results/model_speed_<device>.json and prints the same JSON object as 
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path as _Path
+
+if sys.path and _Path(sys.path[0]).resolve() == _Path(__file__).resolve().parent:
+    sys.path.pop(0)  # this folder's active_learning.py must not shadow the active_learning package
+
 import argparse
 import json
 import platform

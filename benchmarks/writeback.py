@@ -8,6 +8,12 @@ same JSON as the last line. Uses FiftyOne's configured database (the embedded on
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path as _Path
+
+if sys.path and _Path(sys.path[0]).resolve() == _Path(__file__).resolve().parent:
+    sys.path.pop(0)  # this folder's active_learning.py must not shadow the active_learning package
+
 import argparse
 import json
 import statistics

@@ -287,10 +287,24 @@ def cmd_al_round(args: argparse.Namespace) -> int:
     dataset = _load(args.dataset)
     load_config(dataset)  # a clear error before any connection when `al init` was not run
     client = _connect(args)
+    from active_learning.loop import STEPS
+
     for _ in range(args.rounds):
-        state = run_round(dataset, client, simulate_field=args.simulate_annotator, wait=args.wait,
-                          poll_seconds=args.poll_seconds, timeout_seconds=args.timeout,
-                          progress=lambda message: print(f"  .. {message}", flush=True))
+        update, close = _progress_bar("Round")
+
+        done = [0.0]
+
+        def progress(message: str) -> None:
+            step = message.rsplit(": ", 1)[-1]
+            if step in STEPS:
+                done[0] = STEPS.index(step) / (len(STEPS) - 1)
+            update(done[0], message)
+
+        try:
+            state = run_round(dataset, client, simulate_field=args.simulate_annotator, wait=args.wait,
+                              poll_seconds=args.poll_seconds, timeout_seconds=args.timeout, progress=progress)
+        finally:
+            close()
         _print_round(state, dataset.name, args.ls_url)
         if state.step != "done":
             return 0

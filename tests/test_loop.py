@@ -156,3 +156,21 @@ def test_init_refuses_without_pool(dataset_name, client, tmp_path):
 def test_round_before_init_is_a_clear_cli_error(pool_dataset, cli_env):
     result = run_cli(["al", "round", pool_dataset.name], cli_env)
     assert result.returncode == 2 and "curation al init" in result.stderr
+
+
+def test_review_queue_goes_out_with_the_next_round(pool_dataset, client):
+    from active_learning.label_history import queue_for_review
+
+    config = LoopConfig(**CONFIG, project_title=f"r-{pool_dataset.name[-40:]}")
+    init_loop(pool_dataset, config, client)
+    suspects = pool_dataset.match_tags("train").take(3, seed=1).values("id")
+    assert queue_for_review(pool_dataset, suspects, "suspected label error") == 3
+    state = run_round(pool_dataset, client, simulate_field="ground_truth")
+    assert state.step == "done" and sorted(state.review) == sorted(suspects)
+    assert set(suspects) <= set(state.task_ids), "the review samples were pushed in the same round"
+    assert len(state.task_ids) == 33
+    pool_dataset.reload()
+    reviewed = pool_dataset.select(suspects)
+    assert reviewed.values("review_status") == ["done"] * 3
+    assert reviewed.values("al_label.label") == reviewed.values("ground_truth.label")
+    assert all(p["round"] == 0 for p in reviewed.values("ls_provenance"))
