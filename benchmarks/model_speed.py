@@ -51,7 +51,8 @@ def main() -> None:
         images, train_y[subset], progress=lambda f, m: epoch_ends.append(time.perf_counter()))
     epoch_seconds = np.diff([started, *epoch_ends])
     steps = len(images) // min(recipe.batch_size, len(images))
-    train_rate = statistics.median(steps * recipe.batch_size / s for s in epoch_seconds[1:] or epoch_seconds)
+    timed = epoch_seconds[1:] if len(epoch_seconds) > 1 else epoch_seconds  # the first epoch includes warm-up
+    train_rate = statistics.median(steps * recipe.batch_size / s for s in timed)
 
     model.predict_proba(test_images[:512])  # warm-up
     infer_times = []
