@@ -38,6 +38,16 @@ def validate_label_field(ctx, inputs: types.Object, label_field: str) -> bool:
     return True
 
 
+def label_field_input(ctx, inputs: types.Object) -> str | None:
+    """Add the label-field choice to ``inputs``; None (with the error shown) when there is no Classification field."""
+    fields = classification_fields(ctx)
+    if not fields:
+        show_error(inputs, "none", "No Classification field", "Import a dataset with ground truth first.")
+        return None
+    inputs.enum("label_field", fields, default=fields[0], label="Label field")
+    return ctx.params.get("label_field", fields[0])
+
+
 def classification_fields(ctx) -> list[str]:
     """Names of the dataset's Classification fields, ground truth first."""
     import fiftyone as fo

@@ -13,7 +13,7 @@ from active_learning.model import Recipe
 from active_learning.runs import load_run
 from curation_app.common import (
     RebuildingPanel,
-    classification_fields,
+    label_field_input,
     show_error,
     target_view,
     validate_label_field,
@@ -59,6 +59,13 @@ def accept_suggestions(dataset, sample_ids: list[str], label_field: str, user: s
                       source="label_issues_panel", user=user)
 
 
+def _has_selection(ctx) -> bool:
+    """Whether samples are selected in the grid; if not, say so."""
+    if not ctx.selected:
+        ctx.ops.notify("Select samples in the grid first.", variant="warning")
+    return bool(ctx.selected)
+
+
 def _user(ctx) -> str | None:
     user = getattr(ctx, "user", None)
     return getattr(user, "email", None) or getattr(user, "name", None) if user else None
@@ -75,16 +82,14 @@ class FindLabelIssues(foo.Operator):
 
     def resolve_input(self, ctx):
         inputs = types.Object()
-        fields = classification_fields(ctx)
-        if not fields:
-            show_error(inputs, "none", "No Classification field", "Import a dataset with ground truth first.")
+        label_field = label_field_input(ctx, inputs)
+        if label_field is None:
             return types.Property(inputs)
-        inputs.enum("label_field", fields, default=fields[0], label="Label field")
         inputs.int("folds", default=5, label="Folds (K-fold out-of-sample probabilities)")
         inputs.str("seeds", default="0", label="Seeds", description="comma-separated; several = an ensemble")
         inputs.int("epochs", default=Recipe().epochs, label="Epochs (recorded with the run)")
         inputs.bool("recompute", default=False, label="Recompute probabilities even if present")
-        validate_label_field(ctx, inputs, ctx.params.get("label_field", fields[0]))
+        validate_label_field(ctx, inputs, label_field)
         return types.Property(inputs)
 
     def execute(self, ctx):
@@ -186,16 +191,14 @@ class LabelIssuesPanel(RebuildingPanel):
         ctx.ops.set_view(ctx.dataset.match(F("label_issue_flag") == True).sort_by("label_issue_rank"))  # noqa: E712
 
     def tag_selected(self, ctx):
-        if not ctx.selected:
-            ctx.ops.notify("Select samples in the grid first.", variant="warning")
+        if not _has_selection(ctx):
             return
         ctx.dataset.select(ctx.selected).tag_samples(ISSUE_TAG)
         ctx.ops.notify(f"Tagged {len(ctx.selected)} samples '{ISSUE_TAG}'.", variant="success")
         ctx.ops.reload_dataset()
 
     def accept_selected(self, ctx):
-        if not ctx.selected:
-            ctx.ops.notify("Select samples in the grid first.", variant="warning")
+        if not _has_selection(ctx):
             return
         try:
             changed = accept_suggestions(ctx.dataset, list(ctx.selected), ctx.panel.get_state("label_field",
@@ -209,8 +212,7 @@ class LabelIssuesPanel(RebuildingPanel):
         self._refresh(ctx)
 
     def review_selected(self, ctx):
-        if not ctx.selected:
-            ctx.ops.notify("Select samples in the grid first.", variant="warning")
+        if not _has_selection(ctx):
             return
         queued = queue_for_review(ctx.dataset, list(ctx.selected), REVIEW_REASON)
         ctx.ops.notify(f"Queued {queued} samples for review.", variant="success")

@@ -7,7 +7,7 @@ import fiftyone.operators.types as types
 
 from active_learning.errors import CurationError
 from active_learning.predictions import compute_model_outputs
-from curation_app.common import classification_fields, show_error, target_view, validate_label_field
+from curation_app.common import label_field_input, target_view, validate_label_field
 from curation_checks.registry import available_checks
 from curation_checks.io import run_check
 
@@ -28,15 +28,13 @@ class ComputeModelOutputs(foo.Operator):
 
     def resolve_input(self, ctx):
         inputs = types.Object()
-        fields = classification_fields(ctx)
-        if not fields:
-            show_error(inputs, "none", "No Classification field", "Import a dataset with ground truth first.")
+        label_field = label_field_input(ctx, inputs)
+        if label_field is None:
             return types.Property(inputs)
-        inputs.enum("label_field", fields, default=fields[0], label="Label field")
         inputs.int("folds", default=5, label="Folds", description="K of the stratified K-fold")
         inputs.int("seed", default=0, label="Seed")
         inputs.int("epochs", default=12, label="Epochs (the fixed recipe uses 12)")
-        validate_label_field(ctx, inputs, ctx.params.get("label_field", fields[0]))
+        validate_label_field(ctx, inputs, label_field)
         return types.Property(inputs)
 
     def execute(self, ctx):
@@ -75,13 +73,11 @@ class RunCheck(foo.Operator):
 
     def resolve_input(self, ctx):
         inputs = types.Object()
-        fields = classification_fields(ctx)
         inputs.enum("check", available_checks(), default=available_checks()[0], label="Check")
-        if not fields:
-            show_error(inputs, "none", "No Classification field", "Import a dataset with ground truth first.")
+        label_field = label_field_input(ctx, inputs)
+        if label_field is None:
             return types.Property(inputs)
-        inputs.enum("label_field", fields, default=fields[0], label="Label field")
-        validate_label_field(ctx, inputs, ctx.params.get("label_field", fields[0]))
+        validate_label_field(ctx, inputs, label_field)
         return types.Property(inputs)
 
     def execute(self, ctx):
