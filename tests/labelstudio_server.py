@@ -17,6 +17,7 @@ Local files: the session server serves files under pytest's base temporary direc
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import signal
@@ -89,6 +90,10 @@ def server_environment(
     env = {key: os.environ[key] for key in keep if key in os.environ}
     env.update(
         LABEL_STUDIO_BASE_DATA_DIR=str(data_dir),
+        # SECRET_KEY signs the JWTs (personal access tokens). Left unset, Label Studio generates one and appends it
+        # to <data>/.env; its startup processes can race there and a restart then rejects every PAT. A key derived
+        # from the data directory is the same across restarts and different per server.
+        SECRET_KEY=hashlib.sha256(f"curation-test-{data_dir.resolve()}".encode()).hexdigest(),
         LABEL_STUDIO_USERNAME=username,
         LABEL_STUDIO_PASSWORD=password,
         LABEL_STUDIO_USER_TOKEN=legacy_token,
