@@ -8,6 +8,11 @@ accuracy at the largest budget, and the loop's own overhead (select + push + ing
 annotation excluded). The full setting (10k test view, 500 -> 10k labels in steps of 500, 3 seeds) is the GPU
 default; on the CPU the default is a smaller one and the JSON says which. Writes
 benchmarks/results/active_learning_<device>.json and .png, and prints the JSON as the last line.
+
+``--backend arrays`` runs the same strategies (``active_learning.strategies.select``) and the same fixed model on
+in-memory arrays, with the annotator's answer read from the truth directly: no FiftyOne, MongoDB or Label Studio.
+It exists for machines that have none of those (a lent GPU box) and measures label efficiency only; the loop's
+overhead is measured by the default backend. ``--jobs N`` runs the (strategy, seed) curves in N processes.
 """
 
 from __future__ import annotations
@@ -40,7 +45,15 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=None, help="default: 500 (GPU) / 200 (CPU)")
     parser.add_argument("--max-labels", type=int, default=None, help="default: 10000 (GPU) / 1000 (CPU)")
     parser.add_argument("--epochs", type=int, default=None, help="default: the fixed recipe's")
+    parser.add_argument("--backend", choices=("label-studio", "arrays"), default="label-studio")
+    parser.add_argument("--jobs", type=int, default=1, help="arrays backend: curves computed in parallel processes")
+    parser.add_argument("--log", default=None, help="arrays backend: append one JSON line per round to this file")
+    parser.add_argument("--reuse-log", default=None,
+                        help="arrays backend: take the complete (strategy, seed) curves of an earlier --log file "
+                             "instead of recomputing them (e.g. random's, when adding a strategy)")
     args = parser.parse_args()
+    if args.backend == "arrays":
+        return main_arrays(args)
 
     import fiftyone as fo
 
@@ -51,13 +64,9 @@ def main() -> None:
     from labelstudio_server import start_label_studio, stop_label_studio
 
     device = select_device(None)
-    gpu = device.startswith("cuda")
-    pool_size = args.pool_size or (60000 if gpu else 4000)
-    test_size = args.test_size or (10000 if gpu else 2000)
-    initial = args.initial or (500 if gpu else 200)
-    batch = args.batch or (500 if gpu else 200)
-    max_labels = args.max_labels or (10000 if gpu else 1000)
-    seeds = [int(s) for s in (args.seeds or ("0,1,2" if gpu else "0")).split(",")]
+    setting = _setting(args, device.startswith("cuda"))
+    pool_size, test_size, initial, batch, max_labels, seeds = (
+        setting[k] for k in ("pool_size", "test_size", "initial", "batch", "max_labels", "seeds"))
     strategies = ["random"] + [s for s in args.strategies.split(",") if s and s != "random"]
     started = time.perf_counter()
 
@@ -103,18 +112,137 @@ def main() -> None:
                 if fo.dataset_exists(name):
                     fo.delete_dataset(name)
 
+    finish(curves, setting, device, started, overhead,
+           backend="label-studio (the product's loop through a real Label Studio, simulated annotator)")
+
+
+def _setting(args, gpu: bool) -> dict:
+    return {
+        "pool_size": args.pool_size or (60000 if gpu else 4000),
+        "test_size": args.test_size or (10000 if gpu else 2000),
+        "initial": args.initial or (500 if gpu else 200),
+        "batch": args.batch or (500 if gpu else 200),
+        "max_labels": args.max_labels or (10000 if gpu else 1000),
+        "seeds": [int(s) for s in (args.seeds or ("0,1,2" if gpu else "0")).split(",")],
+    }
+
+
+def array_curve(strategy: str, seed: int, setting: dict, epochs: int | None, device: str, log: str | None) -> list:
+    """One learning curve on arrays: the loop's select -> (truth as the annotation) -> retrain -> evaluate."""
+    import numpy as np
+
+    from active_learning.idx import read_idx_pair
+    from active_learning.images import arrays_to_model_input
+    from active_learning.model import FixedModel, Recipe
+    from active_learning.strategies import REQUIRES, select
+
+    train_x, train_y = read_idx_pair(DATA / "train-images-idx3-ubyte.gz", DATA / "train-labels-idx1-ubyte.gz")
+    test_x, test_y = read_idx_pair(DATA / "t10k-images-idx3-ubyte.gz", DATA / "t10k-labels-idx1-ubyte.gz")
+    rng = np.random.default_rng(0)  # the same pool and test view for every strategy and seed
+    pool_index = np.sort(rng.choice(len(train_x), size=min(setting["pool_size"], len(train_x)), replace=False))
+    test_index = np.sort(rng.choice(len(test_x), size=min(setting["test_size"], len(test_x)), replace=False))
+    recipe = Recipe(seed=seed) if epochs is None else Recipe(epochs=epochs, seed=seed)
+    pool = arrays_to_model_input(train_x[pool_index], recipe.image_size)
+    truth = train_y[pool_index].astype(np.int64)
+    test = arrays_to_model_input(test_x[test_index], recipe.image_size)
+    test_labels = test_y[test_index].astype(np.int64)
+    labeled = np.zeros(len(pool), dtype=bool)
+    model, points, round_index = None, [], 0
+    while True:
+        t0 = time.perf_counter()
+        candidates = np.flatnonzero(~labeled)
+        name = strategy if model is not None else "random"
+        n = setting["batch"] if model is not None else setting["initial"]
+        needs = REQUIRES.get(name, ())
+        probs = embeddings = labeled_embeddings = None
+        if model is not None and "probs" in needs:
+            probs = model.predict_proba(pool[candidates])
+        if model is not None and "embeddings" in needs:
+            embeddings = model.embed(pool[candidates])
+            labeled_embeddings = model.embed(pool[labeled])
+        if probs is None and embeddings is None:
+            embeddings = np.zeros((len(candidates), 1), dtype=np.float32)
+        picked = select(name, probs, embeddings, min(n, len(candidates)), random_state=seed + round_index,
+                        labeled_embeddings=labeled_embeddings)
+        labeled[candidates[picked]] = True
+        select_seconds = time.perf_counter() - t0
+        model = FixedModel(10, recipe, device=device).fit(pool[labeled], truth[labeled])
+        accuracy = float((model.predict(test) == test_labels).mean())
+        point = {"strategy": strategy, "seed": seed, "round": round_index, "labels": int(labeled.sum()),
+                 "accuracy": round(accuracy, 4), "select_s": round(select_seconds, 2),
+                 "train_s": round(model.train_seconds_, 1)}
+        print(json.dumps(point), flush=True)
+        if log:
+            with open(log, "a") as handle:
+                handle.write(json.dumps(point) + "\n")
+        points.append((int(labeled.sum()), accuracy))
+        round_index += 1
+        if labeled.sum() >= setting["max_labels"] or labeled.all():
+            return points
+
+
+def main_arrays(args) -> None:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from active_learning.model import select_device
+
+    device = select_device(None)
+    gpu = device.startswith("cuda")
+    setting = _setting(args, gpu)
+    strategies = ["random"] + [s for s in args.strategies.split(",") if s and s != "random"]
+    reused = reuse_curves(args.reuse_log, setting) if args.reuse_log else {}
+    work = [(s, seed) for seed in setting["seeds"] for s in strategies if (s, seed) not in reused]
+    started = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=max(1, args.jobs), mp_context=multiprocessing.get_context("spawn")) as pool:
+        results = list(pool.map(array_curve, [w[0] for w in work], [w[1] for w in work], [setting] * len(work),
+                                [args.epochs] * len(work), [device] * len(work), [args.log] * len(work)))
+    computed = dict(zip(work, results))
+    curves: dict[str, list] = {}
+    for seed in setting["seeds"]:
+        for strategy in strategies:
+            curves.setdefault(strategy, []).append(computed.get((strategy, seed)) or reused[(strategy, seed)])
+    overhead_file = ROOT / "benchmarks" / "results" / "active_learning_cpu.json"
+    overhead = json.loads(overhead_file.read_text()).get("round_overhead_seconds") if overhead_file.exists() else None
+    finish(curves, setting, device, started, overhead,
+           backend="arrays (strategies and model on in-memory arrays, the truth as the annotation; no Label "
+                   "Studio: round_overhead_seconds is the label-studio backend's CPU measurement)")
+
+
+def reuse_curves(path: str, setting: dict) -> dict[tuple[str, int], list[tuple[int, float]]]:
+    """Complete curves (every round up to the setting's max labels) from an earlier run's JSON-lines log."""
+    rounds: dict[tuple[str, int], dict[int, tuple[int, float]]] = {}
+    for line in Path(path).read_text().splitlines():
+        point = json.loads(line)
+        rounds.setdefault((point["strategy"], point["seed"]), {})[point["round"]] = (point["labels"],
+                                                                                    point["accuracy"])
+    complete = {}
+    for key, by_round in rounds.items():
+        points = [by_round[i] for i in sorted(by_round)]
+        if sorted(by_round) == list(range(len(points))) and points[-1][0] >= setting["max_labels"]:
+            complete[key] = points
+    return complete
+
+
+def finish(curves: dict, setting: dict, device: str, started: float, overhead, backend: str) -> None:
+    """Mean curves, labels needed to match random's final accuracy, the JSON and the PNG."""
+    gpu = device.startswith("cuda")
     mean_curves = {s: mean_curve(c) for s, c in curves.items()}
     target = mean_curves["random"][-1][1]
     needed = {s: next((n for n, a in curve if a >= target), None) for s, curve in mean_curves.items()}
+    full = setting["max_labels"] == 10000
     out = {
         "benchmark": "active_learning",
-        "labels_needed_to_match_random_10k" if max_labels == 10000 else "labels_needed_to_match_random_max": needed,
+        "labels_needed_to_match_random_10k" if full else "labels_needed_to_match_random_max": needed,
         "random_accuracy_at_max": round(target, 4),
         "round_overhead_seconds": overhead,
         "curve": {s: [[n, round(a, 4)] for n, a in curve] for s, curve in mean_curves.items()},
-        "setting": f"Fashion-MNIST pool {pool_size}, test view {test_size}, {initial} initial + {batch} per round up "
-                   f"to {max_labels} labels, seeds {seeds}, on {device}"
-                   + ("" if gpu else " (CPU: a smaller setting than the full 500->10k, 3-seed one)"),
+        "curve_per_seed": {s: [[round(a, 4) for _, a in run] for run in c] for s, c in curves.items()},
+        "setting": f"Fashion-MNIST pool {setting['pool_size']}, test view {setting['test_size']}, "
+                   f"{setting['initial']} initial + {setting['batch']} per round up to {setting['max_labels']} "
+                   f"labels, seeds {setting['seeds']}, on {device}"
+                   + ("" if gpu or full else " (CPU: a smaller setting than the full 500->10k, 3-seed one)"),
+        "backend": backend,
         "device": device,
         "seconds": round(time.perf_counter() - started, 1),
     }
@@ -161,7 +289,9 @@ def plot(curves: dict[str, list[tuple[int, float]]], path: Path, title: str) -> 
                   linestyle="--" if strategy == "random" else "-")
     axis.set_xlabel("labels")
     axis.set_ylabel("test accuracy")
-    axis.set_title(title, fontsize=8)
+    import textwrap
+
+    axis.set_title("\n".join(textwrap.wrap(title, 90)), fontsize=8)
     axis.grid(alpha=0.3)
     axis.legend()
     figure.tight_layout()

@@ -5,6 +5,11 @@ from the fixed model trained from scratch by K-fold (``compute_model_outputs``),
 (cleanlab). We count how many of the verified errors fall in the top 25/50/100 suspects (rank by label quality).
 Writes benchmarks/results/label_errors_mnist_<device>.json and prints the same JSON as the last line.
 Reference: cleanlab's published probabilities place 11 of the 15 in the top 50.
+
+``--backend arrays`` runs the same model and check on in-memory arrays (no FiftyOne, no MongoDB: for machines
+such as a lent GPU box that have neither); ``--jobs N`` then trains the seeds of an ensemble in N processes
+(several small trainings share one GPU far better than one after another). Both backends also report the
+counts for every cleanlab rank method and for each seed alone, from the same probabilities.
 """
 
 from __future__ import annotations
@@ -39,7 +44,12 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None, help="default: the fixed recipe's")
     parser.add_argument("--device", default=None)
     parser.add_argument("--rank-method", default="self_confidence")
+    parser.add_argument("--backend", choices=("fiftyone", "arrays"), default="fiftyone")
+    parser.add_argument("--jobs", type=int, default=1, help="arrays backend: seeds trained in parallel processes")
+    parser.add_argument("--save-probs", default=None, help="arrays backend: write the per-seed probabilities (.npz)")
     args = parser.parse_args()
+    if args.backend == "arrays":
+        return main_arrays(args)
 
     import fiftyone as fo
 
@@ -82,6 +92,86 @@ def main() -> None:
         "epochs": recipe.epochs,
         "rank_method": args.rank_method,
         "seconds": round(seconds, 1),
+        "device": device,
+        "reference_cleanlab_published_top50": 11,
+    }
+    path = ROOT / "benchmarks" / "results" / f"label_errors_mnist_{device.split(':')[0]}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=2) + "\n")
+    print(json.dumps(out))
+
+
+def seed_probs(seed: int, folds: int, epochs: int | None, device: str) -> "np.ndarray":
+    """Out-of-sample probabilities of the MNIST test set from one seed's K-fold (one process per seed)."""
+    from active_learning.idx import read_idx_pair
+    from active_learning.images import arrays_to_model_input
+    from active_learning.model import Recipe, cross_val_proba
+
+    images, labels = read_idx_pair(DATA / "mnist" / "t10k-images-idx3-ubyte.gz",
+                                   DATA / "mnist" / "t10k-labels-idx1-ubyte.gz")
+    recipe = Recipe() if epochs is None else Recipe(epochs=epochs)
+    return cross_val_proba(arrays_to_model_input(images, recipe.image_size), labels.astype("int64"), 10, folds,
+                           recipe, seeds=(seed,), device=device)
+
+
+def verified_counts(labels, probs, rank_method: str) -> dict:
+    """Where the verified errors rank under ``rank_method`` (the label_errors check's ranking)."""
+    from curation_checks.base import CheckInputs
+    from curation_checks.label_errors import LabelErrors
+
+    result = LabelErrors(rank_method=rank_method).run(
+        CheckInputs(tuple(map(str, range(len(labels)))), tuple(map(str, range(10))), labels, probs))
+    rank = result.per_sample["rank"]
+    ranks = sorted(int(rank[i]) for i in verified_errors())
+    return {"verified_in_top25": sum(r <= 25 for r in ranks), "verified_in_top50": sum(r <= 50 for r in ranks),
+            "verified_in_top100": sum(r <= 100 for r in ranks), "verified_ranks": ranks,
+            "num_flagged": int(result.summary["num_issues"])}
+
+
+def main_arrays(args) -> None:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    import numpy as np
+
+    from active_learning.idx import read_idx_pair
+    from active_learning.model import Recipe, select_device
+
+    device = select_device(args.device)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    epochs = args.epochs if args.epochs is not None else Recipe().epochs
+    started = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=max(1, args.jobs), mp_context=multiprocessing.get_context("spawn")) as pool:
+        per_seed = list(pool.map(seed_probs, seeds, [args.folds] * len(seeds), [epochs] * len(seeds),
+                                 [device] * len(seeds)))
+    seconds = time.perf_counter() - started
+    _, labels = read_idx_pair(DATA / "mnist" / "t10k-images-idx3-ubyte.gz",
+                              DATA / "mnist" / "t10k-labels-idx1-ubyte.gz")
+    labels = labels.astype(np.int64)
+    probs = np.mean(per_seed, axis=0)
+    probs /= probs.sum(axis=1, keepdims=True)
+    if args.save_probs:
+        np.savez_compressed(args.save_probs, labels=labels, seeds=np.asarray(seeds),
+                            **{f"seed_{s}": p for s, p in zip(seeds, per_seed)})
+    main_counts = verified_counts(labels, probs, args.rank_method)
+    from curation_checks.label_errors import RANK_METHODS
+
+    out = {
+        "benchmark": "label_errors_mnist",
+        **main_counts,
+        "num_verified": len(verified_errors()),
+        "out_of_sample_accuracy": round(float((probs.argmax(1) == labels).mean()), 4),
+        "by_rank_method": {m: {k: v for k, v in verified_counts(labels, probs, m).items() if k != "verified_ranks"}
+                           for m in RANK_METHODS},
+        "single_seed_top50": {str(s): verified_counts(labels, p / p.sum(1, keepdims=True), args.rank_method)
+                              ["verified_in_top50"] for s, p in zip(seeds, per_seed)},
+        "folds": args.folds,
+        "seeds": seeds,
+        "epochs": epochs,
+        "rank_method": args.rank_method,
+        "backend": "arrays (the library's model and check on in-memory arrays; no FiftyOne)",
+        "seconds": round(seconds, 1),
+        "jobs": args.jobs,
         "device": device,
         "reference_cleanlab_published_top50": 11,
     }
