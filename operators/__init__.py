@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from curation_app.active_learning_panel import ActiveLearningPanel, IngestAnnotations, RunRound
+from curation_app.bias_panel import BiasPanel, ComputeBias
+from curation_app.drift_panel import ComputeDrift, DriftPanel
 from curation_app.label_issues import AcceptSuggestedLabels, FindLabelIssues, LabelIssuesPanel, SendToReview
 from curation_app.model_ops import ComputeModelOutputs, RunCheck
 from curation_app.overview_panel import CurationOverviewPanel
@@ -15,9 +17,13 @@ OPERATORS = (
     SendToReview,
     RunRound,
     IngestAnnotations,
+    ComputeBias,
+    ComputeDrift,
     CurationOverviewPanel,
     LabelIssuesPanel,
     ActiveLearningPanel,
+    BiasPanel,
+    DriftPanel,
 )
 
 

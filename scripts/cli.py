@@ -176,30 +176,101 @@ def cmd_label_errors(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reference_distribution(text: str | None) -> dict[str, float] | None:
+    """``cat=0.3,dog=0.7`` or a JSON file mapping class -> fraction or count."""
+    if not text:
+        return None
+    if text.endswith(".json"):
+        import json
+
+        try:
+            data = json.loads(Path(text).read_text())
+        except (OSError, ValueError) as exc:
+            raise CurationError(f"Cannot read the reference distribution {text!r}: {exc}") from None
+        if not isinstance(data, dict):
+            raise CurationError(f"{text!r} must hold a JSON object mapping class -> fraction or count.")
+        return data
+    out: dict[str, float] = {}
+    for item in _csv(text) or []:
+        name, eq, value = item.rpartition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            name = ""
+        if not eq or not name.strip():
+            raise CurationError(f"Reference distribution item {item!r}: write CLASS=FRACTION (e.g. cat=0.3,dog=0.7) "
+                                "or give a .json file.")
+    return out
+
+
+def cmd_bias(args: argparse.Namespace) -> int:
+    from curation_checks.bias_report import compute_bias, format_bias_report
+
+    from active_learning.predictions import DEFAULT_RUN_KEY
+    from curation_checks.drift_report import fill_model_outputs
+
+    dataset = _load(args.dataset)
+    view = dataset.match_tags(args.tag) if args.tag else dataset
+    if not args.no_fill and DEFAULT_RUN_KEY in dataset.list_runs():
+        filled = fill_model_outputs(view, device=args.device)
+        if filled:
+            print(f"Computed the final model's outputs for {filled} samples that had none (out-of-sample: it never "
+                  "trained on them).")
+    report = compute_bias(view, label_field=args.label_field, slice_fields=_csv(args.slice_fields),
+                          image_stats=not args.no_image_stats,
+                          reference_distribution=_reference_distribution(args.reference_distribution),
+                          n_groups=args.groups, random_state=args.seed, min_size=args.min_size, alpha=args.alpha)
+    print(format_bias_report(report, top=args.top))
+    print(f"Stored: run 'bias', fields bias_group and image_*; open the App's 'Bias' panel "
+          f"(.venv/bin/curation app {dataset.name}).")
+    return 0
+
+
+def cmd_drift(args: argparse.Namespace) -> int:
+    from curation_checks.drift_report import compute_drift, fill_model_outputs, format_drift_report
+
+    dataset = _load(args.dataset)
+    if not args.no_fill:
+        filled = fill_model_outputs(dataset, device=args.device)
+        if filled:
+            print(f"Computed the final model's outputs for {filled} samples that had none.")
+    report = compute_drift(dataset, args.reference, args.target, n_permutations=args.permutations, alpha=args.alpha,
+                           random_state=args.seed, label_field=args.label_field or None)
+    print(format_drift_report(report))
+    print(f"Stored: run 'drift', fields drift_ood_score, drift_is_ood, drift_batch; open the App's 'Drift' panel "
+          f"(.venv/bin/curation app {dataset.name}).")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Import real data (sklearn digits by default) and run every capability the product has so far."""
     from active_learning.importers import import_dataset
     from curation_checks.io import run_check
 
     started = time.perf_counter()
-    print("== 1/4 Import")
+    print("== 1/5 Import")
     dataset = import_dataset(args.name, args.data, max_per_split=args.max_per_split, overwrite=args.overwrite,
                              progress=True)
     _print_dataset(dataset)
-    print("\n== 2/4 Class balance")
+    print("\n== 2/5 Class balance")
     _print_check(run_check(dataset.match_tags("train"), "class_balance", label_field=args.label_field))
-    print("\n== 3/4 Fixed model: out-of-sample probabilities (K-fold) and a final model")
+    print("\n== 3/5 Fixed model: out-of-sample probabilities (K-fold) and a final model")
     _print_model(_run_model(dataset, args))
-    print("\n== 4/4 Label errors, near-duplicates, outliers")
+    print("\n== 4/5 Label errors, near-duplicates, outliers")
     from curation_checks.pipelines import find_label_issues
 
     train = dataset.match_tags(args.train_tag) if args.train_tag else dataset
     _print_label_issues(dataset.name, find_label_issues(train, label_field=args.label_field, top=10), 10)
+    print("\n== 5/5 Bias: per-class metrics, worst slices, underperforming groups (out-of-sample predictions)")
+    from curation_checks.bias_report import compute_bias, format_bias_report
+
+    print(format_bias_report(compute_bias(train, label_field=args.label_field), top=3))
     print(f"\nDemo finished in {time.perf_counter() - started:.0f} s. Everything is stored in FiftyOne's MongoDB "
-          f"(dataset {dataset.name!r}: fields model_*, class_balance_*, label_issue_*, near_duplicate_*, outlier_*; "
+          f"(dataset {dataset.name!r}: fields model_*, class_balance_*, label_issue_*, near_duplicate_*, outlier_*, "
+          f"image_*, bias_group; "
           f"runs {', '.join(sorted(dataset.list_runs()))}).")
     print(f"Open it in the App:  .venv/bin/curation app {dataset.name}   (then + -> 'Curation overview' or "
-          "'Label issues')")
+          "'Label issues' or 'Bias')")
     return 0
 
 
@@ -405,6 +476,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, default=15, help="how many suspects to print")
     p.add_argument("--recompute", action="store_true", help="recompute the probabilities even if present")
     p.set_defaults(func=cmd_label_errors)
+
+    p = sub.add_parser("bias", help="per-class metrics, class balance, worst slices (with CIs) and underperforming "
+                                    "embedding groups from out-of-sample predictions")
+    p.add_argument("dataset")
+    p.add_argument("--label-field", default="ground_truth", help="Classification field with the labels")
+    p.add_argument("--tag", default="", help="only samples with this tag (default: all)")
+    p.add_argument("--slice-fields", default=None,
+                   help="comma-separated sample fields to slice by (default: image statistics and tags)")
+    p.add_argument("--no-image-stats", action="store_true", help="do not compute brightness/contrast/size")
+    p.add_argument("--reference-distribution", default=None,
+                   help="expected class distribution: cat=0.3,dog=0.7 or a .json file (class -> fraction/count)")
+    p.add_argument("--groups", type=int, default=None, help="embedding clusters to test (default: by size)")
+    p.add_argument("--min-size", type=int, default=20, help="smallest slice or group tested (default 20)")
+    p.add_argument("--alpha", type=float, default=0.05, help="family-wise error rate (Holm) of the slice tests")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--top", type=int, default=5, help="how many slices, groups and classes to print")
+    p.add_argument("--no-fill", action="store_true",
+                   help="do not compute the final model's outputs for samples that have none (e.g. test samples)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    p.set_defaults(func=cmd_bias)
+
+    p = sub.add_parser("drift", help="is a target distributed like the reference? MMD, KS-BBSD, label shift, "
+                                     "per-sample OOD scores, per batch")
+    p.add_argument("dataset")
+    p.add_argument("--reference", required=True, help="tag:TAG or field:FIELD=VALUE (ideally held-out data)")
+    p.add_argument("--target", required=True,
+                   help="tag:TAG, field:FIELD=VALUE, batch:FIELD (one target per value) or all-but-reference")
+    p.add_argument("--permutations", type=int, default=200, help="permutations of the MMD test (default 200)")
+    p.add_argument("--alpha", type=float, default=0.05, help="level of each batch's decision (default 0.05)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--label-field", default="ground_truth",
+                   help="reference labels for the label-shift estimate ('' = skip the estimate)")
+    p.add_argument("--no-fill", action="store_true",
+                   help="do not compute the final model's outputs for samples that have none")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    p.set_defaults(func=cmd_drift)
 
     p = sub.add_parser("demo", help="import real data and run every capability, printing a summary")
     p.add_argument("--data", default=None, help="as for import (default: scikit-learn's bundled digits)")

@@ -18,16 +18,43 @@ def test_demo_runs_every_capability_and_reports(dataset_name, cli_env):
     assert "out-of-sample accuracy" in out and "test accuracy" in out
     assert "Likely label errors:" in out and "Near-duplicates:" in out
     assert "Demo finished" in out and f"curation app {dataset_name}" in out
+    assert "== 5/5 Bias" in out and "Out-of-sample accuracy" in out
 
     import fiftyone as fo
 
     dataset = fo.load_dataset(dataset_name)
     assert {"curation_import", "check_class_balance", "curation_model", "check_label_errors",
-            "check_near_duplicates", "check_outliers"} <= set(dataset.list_runs())
+            "check_near_duplicates", "check_outliers", "bias"} <= set(dataset.list_runs())
+    assert len(dataset.exists("image_brightness")) == 1438 and len(dataset.exists("bias_group")) > 0
     train = dataset.match_tags("train")
     assert len(train.exists("model_probs")) == len(train) == 1438
     assert len(train.values("model_probs")[0]) == 10
     assert len(dataset.match_tags("test").exists("model_prediction")) == 359
+
+    # Bias again, sliced by a field of our own, then drift: the test split in weeks, week 3 only digits 0-4.
+    test = dataset.match_tags("test")
+    ids, labels = test.values(["id", "ground_truth.label"])
+    weeks = [1 if i % 2 == 0 else (3 if int(y) < 5 else 2) for i, y in enumerate(labels)]
+    dataset.set_values("week", dict(zip(ids, weeks)), key_field="id")
+    bias = run_cli(["bias", dataset_name, "--tag", "test", "--slice-fields", "week,tags", "--min-size", "30"],
+                   cli_env)
+    assert bias.returncode == 0, bias.stderr[-2000:]
+    assert "week" in bias.stdout and "Stored: run 'bias'" in bias.stdout
+    assert "final model's outputs for 359 samples" in bias.stdout, "test samples get out-of-sample outputs first"
+    assert len(dataset.match_tags("test").exists("model_embedding")) == 359
+    bad = run_cli(["bias", dataset_name, "--slice-fields", "no_such_field"], cli_env)
+    assert bad.returncode == 2 and "no_such_field" in bad.stderr
+    drift = run_cli(["drift", dataset_name, "--reference", "field:week=1", "--target", "batch:week",
+                     "--permutations", "100"], cli_env)
+    assert drift.returncode == 0, drift.stderr[-2000:]
+    lines = drift.stdout.splitlines()
+    week2 = next(line for line in lines if line.startswith("2 "))
+    week3 = next(line for line in lines if line.startswith("3 "))
+    assert "DRIFT" in week3, drift.stdout  # half the classes are missing: a label shift
+    assert "ok" in week2 or "DRIFT" in week2
+    assert "batches drifted" in drift.stdout and "Stored: run 'drift'" in drift.stdout
+    missing = run_cli(["drift", dataset_name, "--reference", "tag:nope", "--target", "batch:week"], cli_env)
+    assert missing.returncode == 2 and "nope" in missing.stderr
 
 
 def test_missing_data_path_is_a_clear_error_and_writes_nothing(dataset_name, cli_env, tmp_path):

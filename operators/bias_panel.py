@@ -1,0 +1,250 @@
+"""Bias in the App: an operator that computes the report (delegable) and the "Bias" panel that shows it.
+
+The panel rebuilds everything from the ``bias`` run (``curation_checks.bias_report``): the class distribution,
+per-class precision/recall/F1, the worst slices with their confidence intervals, the confusion matrix, and the
+tables of slices and embedding groups whose rows set the App's view to that slice or group.
+"""
+
+from __future__ import annotations
+
+import fiftyone.operators as foo
+import fiftyone.operators.types as types
+
+from active_learning.errors import CurationError
+from curation_app.common import RebuildingPanel, label_field_input, show_error, target_view, validate_label_field
+
+MAX_CHART_SLICES = 12
+MAX_TABLE_ROWS = 25
+
+
+def _pct(value) -> str:
+    return "" if value is None else f"{100 * value:.1f}%"
+
+
+def _slice_row(stat: dict) -> dict:
+    return {
+        "slice": stat["label"],
+        "size": stat["size"],
+        "accuracy": _pct(stat["accuracy"]),
+        "ci": f"{_pct(stat['ci_low'])} – {_pct(stat['ci_high'])}",
+        "gap": "" if stat["gap"] is None else f"{100 * stat['gap']:+.1f} pts",
+        "p_adjusted": "" if stat["p_adjusted"] is None else f"{stat['p_adjusted']:.2g}",
+        "significant": "yes" if stat["significant"] else "",
+        "composition": ", ".join(f"{c} {100 * s:.0f}%" for c, s in stat.get("composition", [])[:3]),
+    }
+
+
+def _interval_trace(stats: list[dict], name: str) -> dict:
+    """Accuracy of each slice with its Wilson interval as horizontal error bars, worst at the top."""
+    shown = list(reversed(stats[:MAX_CHART_SLICES]))
+    return {
+        "type": "scatter", "mode": "markers", "name": name, "orientation": "h",
+        "x": [s["accuracy"] for s in shown], "y": [s["label"] for s in shown],
+        "error_x": {"type": "data", "symmetric": False,
+                    "array": [s["ci_high"] - s["accuracy"] for s in shown],
+                    "arrayminus": [s["accuracy"] - s["ci_low"] for s in shown]},
+        "marker": {"size": 9, "color": ["#d62728" if s["significant"] else "#1f77b4" for s in shown]},
+        "hovertemplate": "%{y}: %{x:.3f}<extra></extra>",
+    }
+
+
+def bias_panel_data(dataset) -> dict | None:
+    """What the panel shows, from the ``bias`` run; None before any run."""
+    from curation_checks.bias_report import RUN_KEY, load_bias_report
+
+    if RUN_KEY not in dataset.list_runs():
+        return None
+    report = load_bias_report(dataset).to_dict()
+    metrics, distribution = report["metrics"], report["distribution"]
+    classes = report["classes"]
+    per_class = metrics["per_class"]
+    slices = report["slices"]["slices"]
+    groups = (report.get("groups") or {}).get("groups", [])
+    reference = distribution.get("reference")
+    dist_traces = [{"type": "bar", "name": "samples", "x": classes,
+                    "y": [distribution["counts"][c] for c in classes], "marker": {"color": "#1f77b4"}}]
+    if reference is not None:
+        dist_traces.append({"type": "bar", "name": "expected (reference)", "x": classes,
+                            "y": [reference["expected_counts"][c] for c in classes], "marker": {"color": "#aaaaaa"}})
+    f1_traces = [{"type": "bar", "name": name, "x": classes, "y": [row[key] for row in per_class]}
+                 for key, name in (("precision", "precision"), ("recall", "recall"), ("f1", "F1"))]
+    interval_traces = [_interval_trace(slices, "slices")]
+    if groups:
+        interval_traces.append({**_interval_trace(groups, "embedding groups"),
+                                "marker": {"size": 9, "symbol": "diamond",
+                                           "color": ["#d62728" if g["significant"] else "#2ca02c"
+                                                     for g in reversed(groups[:MAX_CHART_SLICES])]}})
+    confusion = [{"type": "heatmap", "z": metrics["confusion_matrix"], "x": classes, "y": classes, "colorscale": "Blues",
+                  "texttemplate": "%{z}", "hovertemplate": "given %{y}, predicted %{x}: %{z}<extra></extra>"}]
+    worst = sorted((r for r in per_class if r["support"] > 0 and r["f1"] is not None), key=lambda r: r["f1"])[:3]
+    return {
+        "summary": {
+            "num_scored": report["num_scored"], "num_samples": report["num_samples"],
+            "num_unlabeled": report["num_unlabeled"], "num_unscored": report["num_unscored"],
+            "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
+            "imbalance_ratio": distribution.get("imbalance_ratio"),
+            "reference_p_value": None if reference is None else reference["p_value"],
+            "num_slices": report["slices"]["num_tested"], "num_significant": report["slices"]["num_significant"],
+            "num_groups": len(groups),
+            "num_significant_groups": (report.get("groups") or {}).get("num_significant", 0),
+            "worst_classes": [f"{r['class']} (F1 {r['f1']:.2f})" for r in worst],
+            "label_field": report["label_field"],
+        },
+        "distribution": dist_traces,
+        "f1": f1_traces,
+        "intervals": interval_traces,
+        "overall_accuracy": metrics["accuracy"],
+        # bottom to top: groups, then slices, each worst at its top, so the worst slice heads the chart
+        "interval_order": [t for trace in reversed(interval_traces) for t in trace["y"]],
+        "confusion": confusion,
+        "slices": [_slice_row(s) for s in slices[:MAX_TABLE_ROWS]],
+        "slice_specs": slices[:MAX_TABLE_ROWS],
+        "groups": [_slice_row(g) for g in groups[:MAX_TABLE_ROWS]],
+        "group_specs": groups[:MAX_TABLE_ROWS],
+    }
+
+
+class ComputeBias(foo.Operator):
+    """Per-class metrics, class balance, slice performance with intervals and embedding groups for the view."""
+
+    @property
+    def config(self):
+        return foo.OperatorConfig(name="compute_bias", label="Curation: compute bias report", dynamic=True,
+                                  allow_immediate_execution=True, allow_delegated_execution=True)
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        label_field = label_field_input(ctx, inputs)
+        if label_field is None:
+            return types.Property(inputs)
+        inputs.str("slice_fields", default="", label="Slice fields",
+                   description="comma-separated sample fields; empty = image statistics and tags")
+        inputs.bool("image_stats", default=True, label="Compute image statistics (brightness, contrast, size)")
+        inputs.int("min_size", default=20, label="Smallest slice or group tested")
+        if not validate_label_field(ctx, inputs, label_field):
+            return types.Property(inputs)
+        wanted = [f.strip() for f in str(ctx.params.get("slice_fields") or "").split(",") if f.strip()]
+        schema = ctx.dataset.get_field_schema(flat=True)
+        unknown = [f for f in wanted if f not in schema]
+        if unknown:
+            show_error(inputs, "bad_slice_field", "Unknown slice field",
+                       f"{', '.join(unknown)} not in the dataset; fields: {', '.join(sorted(schema)[:30])}.")
+        return types.Property(inputs)
+
+    def execute(self, ctx):
+        from curation_checks.bias_report import compute_bias
+
+        params = ctx.params
+        wanted = [f.strip() for f in str(params.get("slice_fields") or "").split(",") if f.strip()]
+        try:
+            report = compute_bias(target_view(ctx), label_field=params.get("label_field", "ground_truth"),
+                                  slice_fields=wanted or None, image_stats=bool(params.get("image_stats", True)),
+                                  min_size=int(params.get("min_size", 20)))
+        except CurationError as exc:
+            ctx.ops.notify(str(exc), variant="error")
+            return {"error": str(exc)}
+        if not ctx.delegated:
+            ctx.ops.reload_dataset()
+        return {"accuracy": report.accuracy, "num_scored": report.num_scored,
+                "num_significant_slices": len(report.slices.significant)}
+
+
+class BiasPanel(RebuildingPanel):
+    """Class distribution, per-class F1, worst slices with intervals, confusion; rows set the App's view."""
+
+    @property
+    def config(self):
+        return foo.PanelConfig(name="bias", label="Bias", surfaces="grid", icon="balance")
+
+    def _refresh(self, ctx):
+        data = bias_panel_data(ctx.dataset) if ctx.dataset is not None else None
+        ctx.panel.set_state("has_run", data is not None)
+        if data is None:
+            return
+        ctx.panel.set_state("summary", data["summary"])
+        ctx.panel.set_state("overall_accuracy", data["overall_accuracy"])
+        ctx.panel.set_state("interval_order", data["interval_order"])
+        ctx.panel.set_state("slice_specs", data["slice_specs"])
+        ctx.panel.set_state("group_specs", data["group_specs"])
+        for key in ("distribution", "f1", "intervals", "confusion", "slices", "groups"):
+            ctx.panel.set_data(key, data[key])
+
+    def _show(self, ctx, specs_key: str, what: str):
+        from curation_checks.bias_report import slice_view
+
+        specs = ctx.panel.get_state(specs_key) or []
+        row = ctx.params.get("row", 0)
+        if not specs or row is None or not 0 <= int(row) < len(specs):
+            ctx.ops.notify(f"No {what} to show: compute the bias report first.", variant="warning")
+            return
+        spec = specs[int(row)]
+        ctx.ops.set_view(slice_view(ctx.dataset, spec))
+        ctx.ops.notify(f"Showing {what} {spec['label']!r} ({spec['size']} samples).", variant="info")
+
+    def show_slice(self, ctx):
+        """Set the App's view to a slice: the clicked table row, or the worst slice from the button."""
+        self._show(ctx, "slice_specs", "slice")
+
+    def show_group(self, ctx):
+        """Set the App's view to an embedding group: the clicked row, or the worst group from the button."""
+        self._show(ctx, "group_specs", "group")
+
+    def render(self, ctx):
+        panel = types.Object()
+        full = types.GridView(orientation="vertical", height=100, width=100, pad=1)
+        if not ctx.panel.get_state("has_run"):
+            panel.md("**No bias report yet.** Run **Curation: compute bias report** (or `curation bias DATASET`) "
+                     "after `curation model`, then press Refresh.", name="empty")
+            panel.btn("refresh", label="Refresh", on_click=self.on_refresh)
+            return types.Property(panel, view=full)
+        s = ctx.panel.get_state("summary", {})
+        reference = ("" if s.get("reference_p_value") is None
+                     else f" Against the reference distribution: p = {s['reference_p_value']:.2g}.")
+        panel.md(
+            f"**Out-of-sample accuracy {_pct(s.get('accuracy'))}**, macro F1 {s.get('macro_f1') or 0:.3f} over "
+            f"**{s.get('num_scored', 0)}** scored samples ({s.get('num_unlabeled', 0)} unlabeled, "
+            f"{s.get('num_unscored', 0)} without predictions). Imbalance ratio "
+            f"{s.get('imbalance_ratio') or 0:.2f}.{reference} Worst classes: {', '.join(s.get('worst_classes', []))}."
+            f" **{s.get('num_significant', 0)} of {s.get('num_slices', 0)} slices** and "
+            f"**{s.get('num_significant_groups', 0)} of {s.get('num_groups', 0)} embedding groups** are significantly"
+            " worse than the rest (Fisher exact, Holm-corrected).", name="summary_md")
+        buttons = panel.h_stack("buttons", align_x="left", gap=2)
+        buttons.btn("worst_slice", label="Show worst slice", on_click=self.show_slice)
+        buttons.btn("worst_group", label="Show worst group", on_click=self.show_group)
+        buttons.btn("refresh", label="Refresh", on_click=self.on_refresh)
+        margin = {"t": 56, "l": 64, "r": 16, "b": 56}
+        panel.plot("distribution", layout={"title": {"text": "Class distribution"}, "height": 300, "margin": margin,
+                                           "barmode": "group", "xaxis": {"type": "category"},
+                                           "yaxis": {"title": {"text": "samples"}}},
+                   config={"displayModeBar": False})
+        panel.plot("f1", layout={"title": {"text": "Per-class precision, recall, F1"},
+                                 "height": 300, "margin": margin, "barmode": "group", "xaxis": {"type": "category"},
+                                 "yaxis": {"range": [0, 1]}},
+                   config={"displayModeBar": False})
+        overall = ctx.panel.get_state("overall_accuracy", 0) or 0
+        panel.plot("intervals", layout={
+            "title": {"text": "Worst slices and groups: accuracy, 95% CI"},
+            "height": 420, "margin": {"t": 56, "l": 220, "r": 16, "b": 48},
+            "xaxis": {"title": {"text": "accuracy (dashed: overall; red: significantly worse)"}, "range": [0, 1.02]},
+            "yaxis": {"type": "category", "categoryorder": "array",
+                      "categoryarray": ctx.panel.get_state("interval_order", [])},
+            "shapes": [{"type": "line", "x0": overall, "x1": overall, "yref": "paper", "y0": 0, "y1": 1,
+                        "line": {"dash": "dash", "color": "#555"}}],
+            "showlegend": True, "legend": {"orientation": "h", "y": -0.18}}, config={"displayModeBar": False})
+        panel.plot("confusion", layout={"title": {"text": "Confusion matrix (given × predicted)"}, "height": 380,
+                                        "margin": margin, "xaxis": {"title": {"text": "predicted"}, "type": "category"},
+                                        "yaxis": {"title": {"text": "given"}, "type": "category",
+                                                  "autorange": "reversed"}},
+                   config={"displayModeBar": False})
+        for key, label, on_click in (("slices", "Slices, worst first (Show sets the App's view)", self.show_slice),
+                                     ("groups", "Embedding groups, worst first", self.show_group)):
+            table = types.TableView()
+            for column, title in (("slice", "Slice"), ("size", "Size"), ("accuracy", "Accuracy"),
+                                  ("ci", "95% CI"), ("gap", "vs rest"), ("p_adjusted", "p (Holm)"),
+                                  ("significant", "Worse")):
+                table.add_column(column, label=title)
+            if key == "groups":
+                table.add_column("composition", label="Main labels")
+            table.add_row_action("show", on_click, label="Show", icon="visibility", tooltip="Show in the grid")
+            panel.list(key, types.Object(), view=table, label=label)
+        return types.Property(panel, view=full)

@@ -1,0 +1,230 @@
+"""Drift in the App: an operator that compares a reference with target batches (delegable) and the "Drift" panel.
+
+The panel rebuilds everything from the ``drift`` run and the ``drift_*`` fields (``curation_checks.drift_report``):
+p-values of both tests per batch in batch order (a trend over batches shows), the share of out-of-distribution
+samples per batch, the estimated class-prior change, the distribution of per-sample OOD scores, and a table of
+batches whose rows set the App's view to that batch's most drifted samples.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+import fiftyone.operators as foo
+import fiftyone.operators.types as types
+
+from active_learning.errors import CurationError
+from curation_app.common import RebuildingPanel, show_error
+
+MOST_DRIFTED = 100
+HISTOGRAM_BINS = 40
+
+
+def _score_histograms(dataset, batches: list[str], threshold: float) -> list[dict]:
+    """Per-batch histograms of ``drift_ood_score`` on shared bins (computed here: the App gets bars, not rows)."""
+    from curation_checks.drift_report import BATCH_FIELD, SCORE_FIELD
+
+    if SCORE_FIELD not in dataset.get_field_schema():
+        return []
+    names, scores = dataset.exists(SCORE_FIELD).values([BATCH_FIELD, SCORE_FIELD])
+    if not scores:
+        return []
+    values = np.asarray(scores, dtype=np.float64)
+    high = max(float(values.max()), threshold) * 1.001
+    edges = np.linspace(min(float(values.min()), threshold), high, HISTOGRAM_BINS + 1)
+    centres = ((edges[:-1] + edges[1:]) / 2).round(5).tolist()
+    names_arr = np.asarray(names, dtype=object)
+    traces = []
+    for batch in batches:
+        counts, _ = np.histogram(values[names_arr == batch], bins=edges)
+        traces.append({"type": "bar", "name": batch, "x": centres, "y": counts.tolist(), "opacity": 0.6})
+    return traces
+
+
+def drift_panel_data(dataset) -> dict | None:
+    """What the panel shows, from the ``drift`` run and fields; None before any run."""
+    from curation_checks.drift_report import RUN_KEY, load_drift_report
+
+    if RUN_KEY not in dataset.list_runs():
+        return None
+    report = load_drift_report(dataset)
+    names = [b.name for b in report.batches]
+    half = report.alpha / 2
+    floor = 1.0 / (report.n_permutations + 1)  # the smallest p-value the permutation test can give
+    p_traces = [
+        {"type": "scatter", "mode": "lines+markers", "name": "MMD p (embeddings)", "x": names,
+         "y": [max(b.mmd_p_value, floor) for b in report.batches]},
+        {"type": "scatter", "mode": "lines+markers", "name": "KS-BBSD min p (probabilities)", "x": names,
+         "y": [max(b.ks_min_p_value, 1e-300) for b in report.batches]},
+    ]
+    ood_traces = [{"type": "bar", "name": "OOD share", "x": names, "y": [b.fraction_ood for b in report.batches],
+                   "marker": {"color": ["#d62728" if b.drifted else "#1f77b4" for b in report.batches]}}]
+    prior_traces = []
+    if report.reference_prior is not None and any(b.estimated_prior is not None for b in report.batches):
+        rows = [[(e - r) if e is not None else None for e, r in zip(b.estimated_prior or [None] * len(report.classes),
+                                                                    report.reference_prior)]
+                for b in report.batches]
+        prior_traces = [{"type": "heatmap", "z": rows, "x": report.classes, "y": names, "colorscale": "RdBu",
+                         "zmid": 0, "texttemplate": "%{z:+.2f}",
+                         "hovertemplate": "%{y}, %{x}: %{z:+.3f}<extra></extra>"}]
+    batches = [{
+        "batch": b.name, "samples": b.num_samples, "mmd_p": f"{b.mmd_p_value:.3g}",
+        "ks_min_p": f"{b.ks_min_p_value:.2g}", "verdict": "DRIFT" if b.drifted else "ok",
+        "ood": f"{100 * b.fraction_ood:.1f}%",
+        "prior": ("" if b.largest_prior_change is None else
+                  f"{b.largest_prior_change['class']} {b.largest_prior_change['reference']:.2f} → "
+                  f"{b.largest_prior_change['estimate']:.2f}"),
+    } for b in report.batches]
+    return {
+        "summary": {"reference": report.reference_spec, "num_reference": report.num_reference,
+                    "target": report.target_spec, "num_batches": len(names), "drifted": report.drifted_batches,
+                    "alpha": report.alpha, "n_permutations": report.n_permutations,
+                    "ood_quantile": report.ood_quantile,
+                    "trained_on": report.num_reference_trained_on},
+        "pvalues": p_traces, "half_alpha": half, "expected_ood": 1 - report.ood_quantile,
+        "ood": ood_traces, "prior": prior_traces,
+        "scores": _score_histograms(dataset, names, report.ood_threshold), "threshold": report.ood_threshold,
+        "batches": batches, "batch_names": names,
+    }
+
+
+class ComputeDrift(foo.Operator):
+    """Compare target batches with a reference: MMD, KS-BBSD, label shift and per-sample OOD scores."""
+
+    @property
+    def config(self):
+        return foo.OperatorConfig(name="compute_drift", label="Curation: detect drift", dynamic=True,
+                                  allow_immediate_execution=True, allow_delegated_execution=True)
+
+    def resolve_input(self, ctx):
+        from curation_checks.drift_report import SPEC_GRAMMAR, resolve_views
+
+        inputs = types.Object()
+        if ctx.dataset is None:
+            return types.Property(inputs)
+        inputs.str("reference", default="tag:test", required=True, label="Reference",
+                   description="tag:TAG or field:FIELD=VALUE (ideally data the model did not train on)")
+        inputs.str("target", default="all-but-reference", required=True, label="Target",
+                   description=SPEC_GRAMMAR)
+        inputs.int("n_permutations", default=200, label="MMD permutations")
+        inputs.float("alpha", default=0.05, label="Level per batch")
+        inputs.bool("fill", default=True, label="Compute missing model outputs with the final model first")
+        try:
+            resolve_views(ctx.dataset, ctx.params.get("reference", "tag:test"),
+                          ctx.params.get("target", "all-but-reference"))
+        except CurationError as exc:
+            show_error(inputs, "bad_views", "Cannot compare these views", str(exc))
+        return types.Property(inputs)
+
+    def execute(self, ctx):
+        from curation_checks.drift_report import compute_drift, fill_model_outputs
+
+        params = ctx.params
+        try:
+            if params.get("fill", True):
+                ctx.set_progress(progress=0.1, label="model outputs for samples without them")
+                fill_model_outputs(ctx.dataset)
+            ctx.set_progress(progress=0.4, label="two-sample tests per batch")
+            report = compute_drift(ctx.dataset, params.get("reference", "tag:test"),
+                                   params.get("target", "all-but-reference"),
+                                   n_permutations=int(params.get("n_permutations", 200)),
+                                   alpha=float(params.get("alpha", 0.05)))
+        except CurationError as exc:
+            ctx.ops.notify(str(exc), variant="error")
+            return {"error": str(exc)}
+        if not ctx.delegated:
+            ctx.ops.reload_dataset()
+        return {"batches": len(report.batches), "drifted": report.drifted_batches}
+
+
+class DriftPanel(RebuildingPanel):
+    """p-values per batch, OOD share, prior change, OOD score distribution; rows show the most drifted samples."""
+
+    @property
+    def config(self):
+        return foo.PanelConfig(name="drift", label="Drift", surfaces="grid", icon="timeline")
+
+    def _refresh(self, ctx):
+        data = drift_panel_data(ctx.dataset) if ctx.dataset is not None else None
+        ctx.panel.set_state("has_run", data is not None)
+        if data is None:
+            return
+        for key in ("summary", "half_alpha", "expected_ood", "threshold", "batch_names"):
+            ctx.panel.set_state(key, data[key])
+        for key in ("pvalues", "ood", "prior", "scores", "batches"):
+            ctx.panel.set_data(key, data[key])
+
+    def show_most_drifted(self, ctx):
+        """Set the App's view to the most drifted samples: of the clicked batch, or of every batch."""
+        from curation_checks.drift_report import load_drift_report, most_drifted_view
+
+        names = ctx.panel.get_state("batch_names") or []
+        row = ctx.params.get("row")
+        batch = names[int(row)] if row is not None and 0 <= int(row) < len(names) else None
+        try:
+            view = most_drifted_view(ctx.dataset, load_drift_report(ctx.dataset), MOST_DRIFTED, batch)
+        except CurationError as exc:
+            ctx.ops.notify(str(exc), variant="error")
+            return
+        ctx.ops.set_view(view)
+        ctx.ops.notify(f"Showing the {len(view)} most out-of-distribution samples"
+                       + (f" of batch {batch!r}" if batch else "") + ".", variant="info")
+
+    def render(self, ctx):
+        panel = types.Object()
+        full = types.GridView(orientation="vertical", height=100, width=100, pad=1)
+        if not ctx.panel.get_state("has_run"):
+            panel.md("**No drift report yet.** Run **Curation: detect drift** (or `curation drift DATASET "
+                     "--reference tag:test --target batch:FIELD`) after `curation model`, then press Refresh.",
+                     name="empty")
+            panel.btn("refresh", label="Refresh", on_click=self.on_refresh)
+            return types.Property(panel, view=full)
+        s = ctx.panel.get_state("summary", {})
+        drifted = s.get("drifted") or []
+        caution = ("" if not s.get("trained_on") else
+                   f" Caution: {s['trained_on']} reference samples trained the model; prefer a held-out reference.")
+        panel.md(
+            f"Reference **{s.get('reference')}** ({s.get('num_reference', 0)} samples) against **{s.get('target')}** "
+            f"({s.get('num_batches', 0)} batches): **{len(drifted)} drifted**"
+            + (f" ({', '.join(drifted[:8])})" if drifted else "")
+            + f". MMD on embeddings ({s.get('n_permutations')} permutations) and KS-BBSD on probabilities, each at "
+            f"alpha/2 = {ctx.panel.get_state('half_alpha', 0.025):g}.{caution}", name="summary_md")
+        buttons = panel.h_stack("buttons", align_x="left", gap=2)
+        buttons.btn("most_drifted", label="Show most drifted samples", on_click=self.show_most_drifted)
+        buttons.btn("refresh", label="Refresh", on_click=self.on_refresh)
+        margin = {"t": 56, "l": 64, "r": 16, "b": 56}
+        half = ctx.panel.get_state("half_alpha", 0.025)
+        panel.plot("pvalues", layout={
+            "title": {"text": "p-values per batch (dashed: alpha/2)"}, "height": 320, "margin": margin,
+            "xaxis": {"title": {"text": "batch"}, "type": "category"},
+            "yaxis": {"title": {"text": "p-value"}, "type": "log"},
+            "shapes": [{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": half, "y1": half,
+                        "line": {"dash": "dash", "color": "#d62728"}}]}, config={"displayModeBar": False})
+        expected = ctx.panel.get_state("expected_ood", 0.05)
+        panel.plot("ood", layout={
+            "title": {"text": "Out-of-distribution share per batch"},
+            "height": 300, "margin": margin, "xaxis": {"type": "category"},
+            "yaxis": {"tickformat": ".0%", "rangemode": "tozero",
+                      "title": {"text": "OOD (dashed: expected without drift)"}},
+            "shapes": [{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": expected, "y1": expected,
+                        "line": {"dash": "dash", "color": "#555"}}]}, config={"displayModeBar": False})
+        threshold = ctx.panel.get_state("threshold", 0)
+        panel.plot("scores", layout={
+            "title": {"text": "OOD scores per batch (dashed: threshold)"},
+            "height": 320, "margin": margin, "barmode": "overlay", "bargap": 0,
+            "xaxis": {"title": {"text": "OOD score (mean cosine distance to the k nearest reference samples)"}},
+            "yaxis": {"title": {"text": "samples"}},
+            "shapes": [{"type": "line", "yref": "paper", "y0": 0, "y1": 1, "x0": threshold, "x1": threshold,
+                        "line": {"dash": "dash", "color": "#d62728"}}]}, config={"displayModeBar": False})
+        panel.plot("prior", layout={"title": {"text": "Class-prior change per batch (BBSE)"},
+                                    "height": 320, "margin": margin, "xaxis": {"type": "category"},
+                                    "yaxis": {"type": "category"}}, config={"displayModeBar": False})
+        table = types.TableView()
+        for column, title in (("batch", "Batch"), ("samples", "Samples"), ("mmd_p", "MMD p"),
+                              ("ks_min_p", "KS min p"), ("verdict", "Verdict"), ("ood", "OOD"),
+                              ("prior", "Biggest prior change")):
+            table.add_column(column, label=title)
+        table.add_row_action("show", self.show_most_drifted, label="Show", icon="visibility",
+                             tooltip="Show this batch's most drifted samples")
+        panel.list("batches", types.Object(), view=table, label="Batches, in order")
+        return types.Property(panel, view=full)

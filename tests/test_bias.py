@@ -1,0 +1,593 @@
+"""Bias: the pure statistics on synthetic data with planted effects, and ``compute_bias`` over a real MongoDB."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from active_learning.errors import DataError, InputError
+from curation_checks.bias import (ClassDistribution, ClassMetrics, GroupSearch, SlicePerformance, bin_numeric,
+                                  class_distribution, holm_adjust, image_statistics, per_class_metrics,
+                                  slice_performance, underperforming_groups, wilson_interval)
+
+
+def _strict_json(data) -> str:
+    return json.dumps(data, allow_nan=False)
+
+
+# -- per-class metrics ---------------------------------------------------------------------------------------------
+def test_per_class_metrics_match_scikit_learn() -> None:
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 4, 500)
+    predictions = np.where(rng.random(500) < 0.7, labels, rng.integers(0, 4, 500))
+    metrics = per_class_metrics(labels, predictions, ["a", "b", "c", "d"])
+    precision, recall, f1, support = precision_recall_fscore_support(labels, predictions, labels=range(4))
+    np.testing.assert_allclose(metrics.precision, precision)
+    np.testing.assert_allclose(metrics.recall, recall)
+    np.testing.assert_allclose(metrics.f1, f1)
+    np.testing.assert_array_equal(metrics.support, support)
+    np.testing.assert_array_equal(metrics.confusion, confusion_matrix(labels, predictions, labels=range(4)))
+    assert metrics.accuracy == pytest.approx(accuracy_score(labels, predictions))
+    assert metrics.macro_f1 == pytest.approx(f1_score(labels, predictions, average="macro"))
+    assert metrics.weighted_f1 == pytest.approx(f1_score(labels, predictions, average="weighted"))
+    assert metrics.num_samples == 500
+    assert ClassMetrics.from_dict(json.loads(_strict_json(metrics.to_dict()))).to_dict() == metrics.to_dict()
+
+
+def test_per_class_metrics_worked_example_with_class_names() -> None:
+    # rows = given label, columns = predicted
+    metrics = per_class_metrics(["cat", "cat", "dog", "dog", "dog"], ["cat", "dog", "dog", "dog", "cat"],
+                                ["cat", "dog", "owl"])
+    assert metrics.confusion.tolist() == [[1, 1, 0], [1, 2, 0], [0, 0, 0]]
+    assert metrics.precision[0] == pytest.approx(0.5) and metrics.recall[1] == pytest.approx(2 / 3)
+    assert math.isnan(metrics.precision[2]) and math.isnan(metrics.f1[2])  # owl: neither given nor predicted
+    assert metrics.macro_f1 == pytest.approx((0.5 + 2 / 3) / 2)  # owl's undefined F1 is not averaged
+    assert metrics.worst_classes(1) == ["cat"]
+    data = metrics.to_dict()
+    _strict_json(data)
+    assert data["per_class"][2] == {"class": "owl", "precision": None, "recall": None, "f1": None, "support": 0,
+                                    "predicted": 0}
+    assert data["confusion_axes"].startswith("rows = given label")
+
+
+def test_per_class_metrics_refusals() -> None:
+    with pytest.raises(DataError, match="3 labels but 2 predictions"):
+        per_class_metrics([0, 1, 1], [0, 1], ["a", "b"])
+    with pytest.raises(DataError, match="'zebra', which is not one of the classes"):
+        per_class_metrics(["a", "zebra"], ["a", "b"], ["a", "b"])
+    with pytest.raises(DataError, match=r"class index 2, outside \[0, 1\]"):
+        per_class_metrics([0, 2], [0, 1], ["a", "b"])
+    with pytest.raises(DataError, match="No samples"):
+        per_class_metrics(np.array([], dtype=int), np.array([], dtype=int), ["a", "b"])
+    with pytest.raises(InputError, match="distinct"):
+        per_class_metrics([0], [0], ["a", "a"])
+
+
+# -- class distribution --------------------------------------------------------------------------------------------
+def test_class_distribution_counts_and_chi_square() -> None:
+    from scipy import stats
+
+    labels = ["a"] * 50 + ["b"] * 30 + ["c"] * 20
+    result = class_distribution(labels, ["a", "b", "c", "d"])
+    assert result.counts.tolist() == [50, 30, 20, 0]
+    assert result.imbalance_ratio == pytest.approx(2.5)  # 50 / 20: the empty class is listed, not divided by
+    assert result.missing_classes == ("d",) and result.reference is None
+    assert "reference" not in result.to_dict()
+
+    reference = {"a": 1, "b": 1, "c": 1, "d": 1}
+    uniform = class_distribution(labels, ["a", "b", "c", "d"], reference)
+    expected = stats.chisquare([50, 30, 20, 0], [25, 25, 25, 25])
+    assert uniform.chi2 == pytest.approx(expected.statistic) and uniform.p_value == pytest.approx(expected.pvalue)
+    assert uniform.p_value < 1e-6 and uniform.dof == 3
+    np.testing.assert_allclose(uniform.difference, [0.25, 0.05, -0.05, -0.25])
+    # The same distribution, given as fractions: nothing to see.
+    same = class_distribution(labels, ["a", "b", "c", "d"], {"a": 0.5, "b": 0.3, "c": 0.2})
+    assert same.p_value == pytest.approx(1.0) and same.chi2 == pytest.approx(0.0)
+    assert same.reference.tolist() == [0.5, 0.3, 0.2, 0.0] and same.chi2_reliable
+    data = uniform.to_dict()
+    _strict_json(data)
+    assert ClassDistribution.from_dict(data).to_dict() == data
+
+
+def test_class_distribution_reference_edge_cases() -> None:
+    # A class the reference says never occurs does occur: impossible under the reference.
+    result = class_distribution(["a", "b"], ["a", "b"], {"a": 1.0})
+    assert result.p_value == 0.0 and math.isinf(result.chi2)
+    assert result.to_dict()["reference"]["chi2"] is None  # infinite -> None in JSON
+    with pytest.raises(InputError, match=r"names classes \['zebra'\] that are not in the class list"):
+        class_distribution(["a"], ["a", "b"], {"a": 0.5, "zebra": 0.5})
+    with pytest.raises(InputError, match="non-negative"):
+        class_distribution(["a"], ["a", "b"], {"a": -1, "b": 2})
+    with pytest.raises(InputError, match="not all 0"):
+        class_distribution(["a"], ["a", "b"], {"a": 0, "b": 0})
+    with pytest.raises(InputError, match="3 values for 2 classes"):
+        class_distribution(["a"], ["a", "b"], [1, 1, 1])
+    with pytest.raises(DataError, match="No labeled samples"):
+        class_distribution([], ["a", "b"])
+
+
+# -- intervals and corrections -------------------------------------------------------------------------------------
+def test_wilson_interval_covers_the_true_rate() -> None:
+    rng = np.random.default_rng(1)
+    for rate, trials in [(0.9, 40), (0.6, 200), (0.97, 100)]:
+        draws = rng.binomial(trials, rate, size=2000)
+        covered = np.mean([lo <= rate <= hi for lo, hi in (wilson_interval(int(k), trials) for k in draws)])
+        assert 0.92 <= covered <= 0.99, (rate, trials, covered)
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == 1.0
+    lo, hi = wilson_interval(81, 100)
+    assert lo == pytest.approx(0.7222, abs=1e-3) and hi == pytest.approx(0.8749, abs=1e-3)  # textbook values
+    assert all(math.isnan(v) for v in wilson_interval(0, 0))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 500).flatmap(lambda n: st.tuples(st.integers(0, n), st.just(n))))
+def test_wilson_interval_invariants(case) -> None:
+    successes, trials = case
+    lo, hi = wilson_interval(successes, trials)
+    assert 0.0 <= lo <= successes / trials <= hi <= 1.0
+
+
+def test_holm_worked_example() -> None:
+    adjusted = holm_adjust([0.01, 0.04, 0.03, 0.005])
+    np.testing.assert_allclose(adjusted, [0.03, 0.06, 0.06, 0.02])
+    assert holm_adjust([]).size == 0
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.floats(0.0, 1.0), min_size=1, max_size=30))
+def test_holm_invariants(p_values) -> None:
+    p = np.asarray(p_values)
+    adjusted = holm_adjust(p)
+    assert (adjusted >= p - 1e-15).all() and (adjusted <= 1.0).all()
+    order = np.argsort(p, kind="stable")
+    assert (np.diff(adjusted[order]) >= -1e-15).all()  # the adjustment keeps the order of the p-values
+
+
+# -- binning -------------------------------------------------------------------------------------------------------
+def test_bin_numeric_quartiles_and_labels() -> None:
+    values = np.arange(100) / 100.0
+    binned = bin_numeric(values, bins=4, field="brightness")
+    # Quartiles 0.2475, 0.495, 0.7425, rounded to the fewest digits that keep them apart: the labels are exact.
+    assert [b.label for b in binned.bins] == ["brightness < 0.25", "brightness in [0.25, 0.49)",
+                                              "brightness in [0.49, 0.74)", "brightness >= 0.74"]
+    assert [(b.low, b.high) for b in binned.bins] == [(None, 0.25), (0.25, 0.49), (0.49, 0.74), (0.74, None)]
+    assert np.bincount(binned.codes).tolist() == [25, 24, 25, 26]
+    assert bin_numeric([0.31234567, 0.31234568, 0.5, 0.7, 0.9], bins=2).bins[1].label == "value >= 0.5"
+    with_missing = bin_numeric([0.1, None, 0.3, float("nan"), 0.5, 0.7, 0.9], bins=2, field="x")
+    assert with_missing.codes.tolist() == [0, -1, 0, -1, 1, 1, 1]
+    few = bin_numeric([28, 28, 32, 28], bins=4, field="width")
+    assert [b.label for b in few.bins] == ["width = 28", "width = 32"] and few.codes.tolist() == [0, 0, 1, 0]
+
+
+def test_bin_numeric_refuses_non_numbers() -> None:
+    with pytest.raises(DataError, match=r"Field 'brightness' should hold numbers but holds 'dark' \(str\)"):
+        bin_numeric([0.1, "dark", 0.3], field="brightness")
+    with pytest.raises(DataError, match="infinite"):
+        bin_numeric([0.1, float("inf"), 0.3, 0.4, 0.5, 0.6], field="x")
+    with pytest.raises(InputError, match="bins"):
+        bin_numeric([0.1, 0.2], bins=0)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.floats(-1e6, 1e6)), min_size=1, max_size=80), st.integers(1, 8))
+def test_bin_numeric_invariants(values, bins) -> None:
+    binned = bin_numeric(values, bins=bins, field="f")
+    assert len(binned.bins) <= bins
+    for value, code in zip(values, binned.codes):
+        if value is None:
+            assert code == -1
+            continue
+        b = binned.bins[code]
+        if b.kind == "value":
+            assert b.value == value
+        else:
+            assert (b.low is None or b.low <= value) and (b.high is None or value < b.high)
+
+
+# -- slices --------------------------------------------------------------------------------------------------------
+def _planted_slices(n: int = 2000, seed: int = 0, effect: bool = True):
+    """Brightness uniform in [0, 1]; dark samples (< 0.2) are right 60% of the time, the others 90%."""
+    rng = np.random.default_rng(seed)
+    brightness = rng.uniform(0.0, 1.0, n)
+    dark = brightness < 0.2
+    rate = np.where(dark & effect, 0.6, 0.9)
+    correct = rng.random(n) < rate
+    tags = [["flagged"] if rng.random() < 0.3 else [] for _ in range(n)]
+    source = rng.choice(["camera_a", "camera_b", "camera_c"], n).tolist()
+    return correct, {"brightness": brightness, "tags": tags, "source": source}, dark
+
+
+def test_planted_dark_slice_is_found_first() -> None:
+    correct, values, dark = _planted_slices()
+    result = slice_performance(correct, values, bins=5)
+    top = result.slices[0]
+    assert top.field == "brightness" and top.kind == "bin" and top.low is None and 0.18 < top.high < 0.22
+    assert top.label == f"brightness < {top.high:g}"
+    assert top.significant and top.p_adjusted < 1e-6
+    assert set(top.indices.tolist()) == set(np.flatnonzero(values["brightness"] < top.high).tolist())
+    assert top.ci_low <= 0.6 <= top.ci_high  # the planted rate of the slice
+    assert top.rest_accuracy == pytest.approx(correct[values["brightness"] >= top.high].mean())
+    assert top.gap == pytest.approx(top.rest_accuracy - top.accuracy) and top.gap > 0.2
+    assert len(result.significant) == 1
+    # the tag and source slices mix dark and other samples: true rate 0.2 * 0.6 + 0.8 * 0.9 = 0.84
+    mixed = [other for other in result.slices if other.field != "brightness"]
+    assert len(mixed) == 5 and not any(other.significant for other in mixed)
+    assert sum(not other.ci_low <= 0.84 <= other.ci_high for other in mixed) <= 1  # 95% intervals: ~0.25 misses
+    assert result.num_tested == len(result.slices) == 5 + 2 + 3  # 5 bins, tag + empty, 3 sources
+    assert result.accuracy == pytest.approx(correct.mean())
+
+
+def test_null_effect_is_not_flagged() -> None:
+    flagged = 0
+    for seed in range(10):
+        correct, values, _ = _planted_slices(n=1000, seed=seed, effect=False)
+        result = slice_performance(correct, values)
+        flagged += bool(result.significant)
+        assert all(s.p_adjusted >= s.p_value for s in result.slices)
+    assert flagged <= 1  # Holm keeps the family-wise error rate at 5% per search
+
+
+def test_slices_are_sorted_worst_first() -> None:
+    correct, values, _ = _planted_slices(seed=3)
+    slices = slice_performance(correct, values).slices
+    keys = [(not s.significant, s.ci_high) for s in slices]
+    assert keys == sorted(keys)
+
+
+def test_list_fields_missing_values_and_categories() -> None:
+    rng = np.random.default_rng(5)
+    n = 1200
+    tags = [sorted({t for t in ("night", "rain") if rng.random() < 0.3}) for _ in range(n)]
+    weather = [None if rng.random() < 0.1 else str(rng.choice(["sun", "fog"])) for _ in range(n)]
+    night = np.array(["night" in t for t in tags])
+    missing = np.array([w is None for w in weather])
+    correct = rng.random(n) < np.where(night | missing, 0.55, 0.9)
+    result = slice_performance(correct, {"tags": tags, "weather": weather})
+    by_label = {s.label: s for s in result.slices}
+    assert set(by_label) == {"tags contains 'night'", "tags contains 'rain'", "tags is empty", "weather = 'sun'",
+                             "weather = 'fog'", "weather is missing"}
+    assert by_label["tags contains 'night'"].size == night.sum()
+    assert by_label["tags contains 'night'"].kind == "item" and by_label["tags contains 'night'"].value == "night"
+    assert by_label["weather is missing"].kind == "missing" and by_label["weather is missing"].value is None
+    significant = {s.label for s in result.significant}
+    assert {"tags contains 'night'", "weather is missing"} <= significant
+    assert "tags contains 'rain'" not in significant
+    data = result.to_dict()
+    _strict_json(data)
+    restored = SlicePerformance.from_dict(json.loads(json.dumps(data)))
+    assert restored.to_dict() == data
+
+
+def test_small_slices_are_counted_not_tested() -> None:
+    correct = np.array([True] * 95 + [False] * 5)
+    values = {"kind": ["rare"] * 5 + ["common"] * 95}
+    result = slice_performance(correct, values, min_size=10)
+    assert [s.label for s in result.slices] == ["kind = 'common'"] and result.num_small == 1
+    # a field with one value makes no comparison
+    assert slice_performance(correct, {"same": ["x"] * 100}).slices == ()
+
+
+def test_slice_refusals() -> None:
+    correct = np.ones(6, dtype=bool)
+    with pytest.raises(DataError, match=r"Field 'brightness' should hold numbers but holds 'bright'"):
+        slice_performance(correct, {"brightness": [0.1, 0.2, "bright", 0.3, 0.4, 0.5]}, numeric=["brightness"])
+    with pytest.raises(DataError, match=r"Field 'size' mixes numbers and non-numbers \(e.g. 'big'"):
+        slice_performance(correct, {"size": [1, 2, "big", 3, 4, 5]})
+    with pytest.raises(DataError, match="Field 'x' has 3 values for 6 samples"):
+        slice_performance(correct, {"x": [1, 2, 3]})
+    with pytest.raises(DataError, match="holds dict values"):
+        slice_performance(correct, {"gt": [{"label": "a"}] * 6})
+    with pytest.raises(DataError, match="correct must hold booleans"):
+        slice_performance([0.5] * 6, {"x": [1] * 6})
+    with pytest.raises(InputError, match="alpha"):
+        slice_performance(correct, {"x": [1] * 6}, alpha=1.5)
+    with pytest.raises(InputError, match="min_size"):
+        slice_performance(correct, {"x": [1] * 6}, min_size=0)
+    with pytest.raises(InputError, match=r"numeric names fields \['y'\]"):
+        slice_performance(correct, {"x": [1] * 6}, numeric=["y"])
+
+
+# -- image statistics ----------------------------------------------------------------------------------------------
+def test_image_statistics_known_values() -> None:
+    black = np.zeros((8, 6), dtype=np.uint8)
+    half = np.zeros((8, 6), dtype=np.uint8)
+    half[:4] = 255
+    stack = image_statistics(np.stack([black, half]))
+    np.testing.assert_allclose(stack.brightness, [0.0, 0.5])
+    np.testing.assert_allclose(stack.contrast, [0.0, 0.5])
+    assert stack.width.tolist() == [6, 6] and stack.height.tolist() == [8, 8]
+    red = np.zeros((4, 4, 3), dtype=np.uint8)
+    red[..., 0] = 255
+    rgba = np.dstack([red, np.zeros((4, 4), dtype=np.uint8)])  # alpha is ignored
+    mixed = image_statistics([half, red, np.zeros((3, 5), dtype=np.uint8), rgba])
+    np.testing.assert_allclose(mixed.brightness, [0.5, 0.299, 0.0, 0.299], rtol=1e-6)
+    assert mixed.width.tolist() == [6, 4, 5, 4] and mixed.height.tolist() == [8, 4, 3, 4]
+    _strict_json(mixed.to_dict())
+
+
+def test_image_statistics_refusals() -> None:
+    with pytest.raises(DataError, match="uint8"):
+        image_statistics(np.zeros((2, 4, 4), dtype=np.float32))
+    with pytest.raises(DataError, match="Image 1 must be a uint8"):
+        image_statistics([np.zeros((4, 4), dtype=np.uint8), np.zeros(4, dtype=np.uint8)])
+    with pytest.raises(DataError, match="No images"):
+        image_statistics([])
+    with pytest.raises(DataError, match="1 to 4 channels"):
+        image_statistics(np.zeros((1, 4, 4, 5), dtype=np.uint8))
+
+
+# -- embedding groups ----------------------------------------------------------------------------------------------
+def _planted_groups(n: int = 1500, planted: int = 150, seed: int = 0, effect: bool = True):
+    """Gaussian blobs in 16-D; one blob of ``planted`` samples is right 45% of the time, everything else 90%."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0.0, 6.0, (8, 16))
+    blob = rng.integers(0, 8, n)
+    blob[:planted] = 8
+    centres = np.vstack([centres, rng.normal(0.0, 6.0, 16)])
+    embeddings = centres[blob] + rng.normal(0.0, 1.0, (n, 16))
+    rate = np.where((blob == 8) & effect, 0.45, 0.9)
+    correct = rng.random(n) < rate
+    labels = rng.integers(0, 3, n)
+    return embeddings, correct, labels, np.arange(planted)
+
+
+def test_planted_group_is_found_first() -> None:
+    embeddings, correct, labels, planted = _planted_groups()
+    result = underperforming_groups(embeddings, correct, n_groups=12, labels=labels, classes=["a", "b", "c"])
+    top = result.groups[0]
+    members = set(top.indices.tolist())
+    jaccard = len(members & set(planted.tolist())) / len(members | set(planted.tolist()))
+    assert jaccard > 0.9 and top.significant and top.value == 0 and top.label == "group 0"
+    assert set(np.flatnonzero(result.assignments == 0).tolist()) == members
+    assert top.ci_low <= 0.45 <= top.ci_high
+    assert len(result.significant) == 1
+    assert sum(share for _, share in top.composition) <= 1.0 and top.composition[0][0] in "abc"
+    assert result.assignments.min() == 0 and result.assignments.max() == 11
+    data = result.to_dict()
+    _strict_json(data)
+    assert GroupSearch.from_dict(data).to_dict() == data
+
+
+def test_groups_are_deterministic_and_null_is_quiet() -> None:
+    embeddings, correct, _, _ = _planted_groups(seed=1, effect=False)
+    first = underperforming_groups(embeddings, correct, random_state=7)
+    second = underperforming_groups(embeddings, correct, random_state=7)
+    np.testing.assert_array_equal(first.assignments, second.assignments)
+    assert first.to_dict() == second.to_dict()
+    assert first.n_groups == 15 and not first.significant  # default: about 100 samples per group
+
+
+def test_group_refusals() -> None:
+    embeddings, correct, _, _ = _planted_groups(n=200, planted=20)
+    with pytest.raises(DataError, match="200 embeddings but 10 correctness"):
+        underperforming_groups(embeddings, correct[:10])
+    bad = embeddings.copy()
+    bad[3, 2] = np.nan
+    with pytest.raises(DataError, match="NaN"):
+        underperforming_groups(bad, correct)
+    with pytest.raises(InputError, match="n_groups"):
+        underperforming_groups(embeddings, correct, n_groups=1)
+    with pytest.raises(DataError, match="cannot form 300 groups"):
+        underperforming_groups(embeddings, correct, n_groups=300)
+    with pytest.raises(InputError, match="classes"):
+        underperforming_groups(embeddings, correct, labels=np.zeros(200, dtype=int))
+
+
+# -- over a dataset in MongoDB -------------------------------------------------------------------------------------
+CLASSES = ["circle", "square", "cross"]
+
+
+@pytest.fixture
+def shapes(dataset_name: str, tmp_path):
+    """240 real 16x16 PNGs at a spread of brightness; dark ones (mean < 0.2) are misclassified half the time.
+
+    200 labeled train samples carry K-fold-style ``model_probs``/``model_prediction``/``model_embedding``; 20 test
+    samples only ``model_prediction``; 10 labeled samples have no model outputs; 10 are unlabeled.
+    """
+    import fiftyone as fo
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    samples = []
+    for i in range(240):
+        level = int(round(255 * (0.05 + 0.9 * (i % 40) / 39)))  # brightness 0.05..0.95, 6 images per level
+        pixels = np.full((16, 16), level, dtype=np.uint8)
+        pixels[6:10, 6:10] = min(255, level + 40)  # some contrast
+        path = tmp_path / f"img{i:03d}.png"
+        Image.fromarray(pixels).save(path)
+        truth = CLASSES[i % 3]
+        brightness = pixels.mean() / 255
+        fields: dict = {"filepath": str(path), "tags": ["train"]}
+        if i >= 230:
+            samples.append(fo.Sample(**fields))  # unlabeled
+            continue
+        fields["ground_truth"] = fo.Classification(label=truth)
+        if i >= 220:
+            samples.append(fo.Sample(**fields))  # labeled, no model outputs yet
+            continue
+        wrong = (brightness < 0.2 and i % 2 == 0) or (brightness >= 0.2 and i % 20 == 1)
+        predicted = CLASSES[(i + 1) % 3] if wrong else truth
+        probs = [0.1, 0.1, 0.1]
+        probs[CLASSES.index(predicted)] = 0.8
+        fields["model_prediction"] = fo.Classification(label=predicted, confidence=0.8)
+        if i >= 200:
+            fields["tags"] = ["test"]
+        else:
+            fields["model_probs"] = probs
+        fields["model_embedding"] = rng.normal(size=8).tolist()
+        samples.append(fo.Sample(**fields))
+    dataset = fo.Dataset(dataset_name)
+    dataset.default_classes = CLASSES
+    dataset.add_samples(samples)
+    return dataset
+
+
+def test_compute_bias_finds_the_dark_slice_and_writes_fields_and_run(shapes) -> None:
+    from PIL import Image
+
+    from active_learning.runs import load_run
+    from curation_checks.bias_report import (GROUP_FIELD, IMAGE_FIELDS, RUN_KEY, compute_bias,
+                                             format_bias_report, load_bias_report, slice_view)
+
+    report = compute_bias(shapes, n_groups=3)
+    assert report.num_samples == 240 and report.num_scored == 220
+    assert report.num_unlabeled == 10 and report.num_unscored == 10
+    top = report.slices.slices[0]
+    assert top.field == "image_brightness" and top.kind == "bin" and top.significant
+    assert 0.2 <= top.high <= 0.3 and top.accuracy < 0.7 and top.rest_accuracy > 0.9  # the lowest quartile
+    assert report.metrics.num_samples == 220 and report.distribution.num_samples == 230
+
+    # Image statistics: one value per sample of the view, from the files.
+    paths, brightness, contrast, width, height = shapes.values(["filepath", *IMAGE_FIELDS.values()])
+    for path, b, c, w, h in zip(paths, brightness, contrast, width, height):
+        pixels = np.asarray(Image.open(path), dtype=np.float64) / 255
+        assert b == pytest.approx(pixels.mean()) and c == pytest.approx(pixels.std())
+        assert (w, h) == (16, 16)
+    # Groups for the scored samples only.
+    scored = shapes.exists("model_prediction")
+    assert len(scored.exists(GROUP_FIELD)) == 220 and len(shapes.exists(GROUP_FIELD)) == 220
+    assert set(shapes.distinct(GROUP_FIELD)) == {0, 1, 2}
+
+    config, results = load_run(shapes, RUN_KEY)
+    assert config["kind"] == "bias" and config["label_field"] == "ground_truth" and config["n_groups"] == 3
+    assert config["slice_fields"] == [*IMAGE_FIELDS.values(), "tags"]
+    assert results["report"]["num_scored"] == 220
+    loaded = load_bias_report(shapes)
+    assert loaded.to_dict() == json.loads(_strict_json(report.to_dict()))
+
+    # The panel's way to the samples: the slice's view holds exactly the scored members, plus unscored matches.
+    in_slice = slice_view(shapes, loaded.slices.slices[0])
+    assert len(in_slice.exists("model_prediction")) == top.size
+    assert max(in_slice.values("image_brightness")) < top.high
+    group = slice_view(shapes, report.groups.groups[0].to_dict())
+    assert len(group) == report.groups.groups[0].size
+    test_slice = next(s for s in report.slices.slices if s.label == "tags contains 'test'")
+    assert sorted(slice_view(shapes, test_slice).values("id")) == sorted(shapes.match_tags("test").values("id"))
+
+    text = format_bias_report(loaded)
+    assert "image_brightness < " in text and "significantly worse" in text
+    assert "10 labeled without model outputs" in text and "Out-of-sample accuracy" in text
+
+
+def test_image_statistics_are_cached_and_views_work(shapes) -> None:
+    from curation_checks.bias_report import compute_bias
+
+    compute_bias(shapes, n_groups=0)
+    # The files are gone: a second run reads the cached fields and never opens them.
+    for path in shapes.values("filepath"):
+        with open(path, "wb") as handle:
+            handle.write(b"not a png")
+    view = shapes.match_tags("train")
+    report = compute_bias(view, slice_fields=["image_brightness", "ground_truth.label"], n_groups=0)
+    assert report.groups is None and report.num_samples == len(view)
+    assert {s.field for s in report.slices.slices} <= {"image_brightness", "ground_truth.label"}
+    assert sorted(shapes.load_run_view("bias").values("id")) == sorted(view.values("id"))
+
+
+def test_missing_slice_view(shapes) -> None:
+    from curation_checks.bias import SliceStat
+    from curation_checks.bias_report import compute_bias, slice_view
+
+    shapes.set_values("camera", [None if i % 4 == 0 else "a" for i in range(len(shapes))])
+    report = compute_bias(shapes, slice_fields=["camera"], image_stats=False, n_groups=0)
+    missing = next(s for s in report.slices.slices if s.kind == "missing")
+    assert isinstance(missing, SliceStat) and missing.label == "camera is missing"
+    assert slice_view(shapes, missing).values("camera") == [None] * 60
+
+    # A numeric field with None and NaN: MongoDB orders both below every number, the bins must not catch them.
+    scores = [None if i % 10 == 0 else float("nan") if i % 10 == 1 else (i % 37) / 37 for i in range(len(shapes))]
+    shapes.set_values("score", scores)
+    report = compute_bias(shapes, slice_fields=["score"], image_stats=False, n_groups=0, min_size=5)
+    ids = shapes.values("id")
+    scored = set(shapes.exists("model_prediction").values("id"))
+    kinds = set()
+    for stat in report.slices.slices:
+        kinds.add(stat.kind)
+        members = set(slice_view(shapes, stat).values("id"))
+        assert len(members & scored) == stat.size, stat.label
+        if stat.kind == "missing":
+            assert members == {i for i, v in zip(ids, scores) if v is None or v != v}
+        elif stat.low is None:
+            assert members == {i for i, v in zip(ids, scores) if v is not None and v == v and v < stat.high}
+    assert kinds == {"bin", "missing"}
+
+
+def test_compute_bias_refusals_write_nothing(shapes, tmp_path) -> None:
+    import fiftyone as fo
+
+    from curation_checks.bias_report import compute_bias, load_bias_report
+
+    with pytest.raises(DataError, match="The view is empty"):
+        compute_bias(shapes.match_tags("nope"))
+    with pytest.raises(DataError, match="has no field 'labels'"):
+        compute_bias(shapes, label_field="labels")
+    with pytest.raises(DataError, match=r"Slice fields \['weather'\] are not fields of the view.*ground_truth"):
+        compute_bias(shapes, slice_fields=["weather"])
+    with pytest.raises(DataError, match="image_stats=True"):
+        compute_bias(shapes, slice_fields=["image_brightness"], image_stats=False)
+    with pytest.raises(InputError, match=r"names classes \['zebra'\]"):
+        compute_bias(shapes, reference_distribution={"zebra": 1.0})
+    with pytest.raises(InputError, match="n_groups"):
+        compute_bias(shapes, n_groups=1)
+    with pytest.raises(DataError, match="None of the 10 labeled samples of the view has model outputs"):
+        compute_bias(shapes.exists("ground_truth").exists("model_prediction", False))
+    # A late failure (a field that cannot be sliced, found after the images were read): still nothing written.
+    with pytest.raises(DataError, match=r"Field 'ground_truth' holds Classification values.*'ground_truth.label'"):
+        compute_bias(shapes, slice_fields=["image_brightness", "ground_truth"])
+    # An unreadable image file.
+    first = shapes.first()
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png")
+    first.filepath = str(broken)
+    first.save()
+    with pytest.raises(DataError, match="could not be read.*broken.png.*image_stats=False"):
+        compute_bias(shapes)
+    schema = shapes.get_field_schema()
+    assert not {"image_brightness", "image_contrast", "image_width", "image_height", "bias_group"} & set(schema)
+    assert "bias" not in shapes.list_runs()
+    with pytest.raises(DataError, match="no bias report yet"):
+        load_bias_report(shapes)
+
+    # Labels outside the class list, and a dataset without any model outputs.
+    shapes.default_classes = ["circle", "square"]
+    with pytest.raises(DataError, match=r"Labels \['cross'\] in 'ground_truth' are not in the class list"):
+        compute_bias(shapes)
+    bare = fo.Dataset(f"{shapes.name}-bare")
+    try:
+        bare.add_sample(fo.Sample(filepath="/nonexistent/a.png", ground_truth=fo.Classification(label="a")))
+        with pytest.raises(DataError, match="run `curation model`"):
+            compute_bias(bare)
+    finally:
+        bare.delete()
+
+
+def test_groups_need_embeddings(shapes) -> None:
+    from curation_checks.bias_report import compute_bias
+
+    shapes.exists("model_probs").limit(5).set_field("model_embedding", None).save()
+    with pytest.raises(DataError, match="5 scored samples have no 'model_embedding'.*n_groups=0"):
+        compute_bias(shapes, image_stats=False)
+    assert compute_bias(shapes, image_stats=False, n_groups=0).groups is None
+
+
+def test_small_views_skip_the_automatic_group_search(shapes) -> None:
+    from active_learning.runs import load_run
+    from curation_checks.bias_report import compute_bias, format_bias_report
+
+    view = shapes.exists("model_probs").limit(30)
+    report = compute_bias(view, image_stats=False)  # 30 scored < 2 x min_size: no room for two tested groups
+    assert report.groups is None and "bias_group" not in shapes.get_field_schema()
+    config, _ = load_run(shapes, "bias")
+    assert config["group_search"] == "skipped: 30 scored samples < 2 x min_size"
+    assert "Embedding groups" not in format_bias_report(report)
+    explicit = compute_bias(view, image_stats=False, n_groups=2, min_size=5)
+    assert explicit.groups is not None and explicit.groups.n_groups == 2
+    with pytest.raises(InputError, match="min_size"):
+        compute_bias(view, min_size=0)

@@ -1,0 +1,99 @@
+"""The Bias and Drift operators and panel data through FiftyOne's executor, on the real MongoDB.
+
+Datasets are real PNG files with planted model outputs (no training): ``shapes`` from tests/test_bias.py (dark images
+misclassified) and ``standard`` from tests/test_drift_report.py (drift planted in two of four batches). The panels
+themselves are driven in the browser by tests/test_app_bias_drift.py.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from test_bias import shapes  # noqa: F401  (fixture)
+from test_drift_report import standard  # noqa: F401  (fixture)
+from test_plugin import error_views, resolve_inputs
+
+PLUGIN = "@curation/fiftyone-curation"
+
+
+def test_bias_operator_and_panel_data(shapes) -> None:  # noqa: F811
+    import fiftyone.operators as foo
+
+    from curation_app.bias_panel import bias_panel_data
+    from curation_checks.bias_report import slice_view
+
+    assert bias_panel_data(shapes) is None, "no run yet: the panel shows its empty state"
+    result = foo.execute_operator(f"{PLUGIN}/compute_bias", ctx={"dataset": shapes.name, "params": {}},
+                                  request_delegation=False)
+    assert result.error is None, result.error
+    assert result.result["num_scored"] == 220 and result.result["num_significant_slices"] >= 1
+    shapes.reload()
+    data = bias_panel_data(shapes)
+    summary = data["summary"]
+    assert summary["num_scored"] == 220 and summary["num_significant"] >= 1
+    assert summary["accuracy"] == pytest.approx(result.result["accuracy"])
+
+    # Charts: class distribution and per-class bars over the classes, intervals around each slice's accuracy.
+    assert data["distribution"][0]["x"] == list(shapes.default_classes) and sum(data["distribution"][0]["y"]) == 230
+    assert [t["name"] for t in data["f1"]] == ["precision", "recall", "F1"]
+    slices = data["intervals"][0]
+    worst = data["slice_specs"][0]
+    assert slices["y"][-1] == worst["label"], "the worst slice is drawn at the top"
+    assert slices["x"][-1] - slices["error_x"]["arrayminus"][-1] == pytest.approx(worst["ci_low"])
+    assert slices["x"][-1] + slices["error_x"]["array"][-1] == pytest.approx(worst["ci_high"])
+    assert sum(map(sum, data["confusion"][0]["z"])) == 220
+
+    # The table rows carry what the row action needs to set the App's view to the slice.
+    assert data["slices"][0]["slice"] == worst["label"] and data["slices"][0]["significant"] == "yes"
+    assert worst["field"] == "image_brightness"
+    members = slice_view(shapes, worst)
+    assert len(members.exists("model_prediction")) == worst["size"]
+    assert len(data["groups"]) == len(data["group_specs"]) >= 1
+
+
+def test_bias_operator_refuses_unknown_slice_fields(shapes) -> None:  # noqa: F811
+    prop = resolve_inputs(f"{PLUGIN}/compute_bias", shapes.name, params={"slice_fields": "image_brightness,nope"})
+    errors = error_views(prop)
+    assert "bad_slice_field" in errors and "nope" in errors["bad_slice_field"].view.description
+    ok = resolve_inputs(f"{PLUGIN}/compute_bias", shapes.name, params={"slice_fields": "tags"})
+    assert not error_views(ok)
+
+
+def test_drift_operator_and_panel_data(standard) -> None:  # noqa: F811
+    import fiftyone.operators as foo
+
+    from curation_app.drift_panel import drift_panel_data
+    from curation_checks.drift_report import load_drift_report, most_drifted_view
+
+    assert drift_panel_data(standard) is None
+    params = {"reference": "tag:reference", "target": "batch:batch_id", "n_permutations": 100, "fill": False}
+    result = foo.execute_operator(f"{PLUGIN}/compute_drift", ctx={"dataset": standard.name, "params": params},
+                                  request_delegation=False)
+    assert result.error is None, result.error
+    assert result.result["batches"] == 4
+    assert set(result.result["drifted"]) == {"10", "2"}, "the two planted batches, and only those"
+    standard.reload()
+    data = drift_panel_data(standard)
+    assert data["batch_names"] == ["1", "2", "3", "10"], "batches in value order"
+    assert [row["verdict"] for row in data["batches"]] == ["ok", "DRIFT", "ok", "DRIFT"]
+    mmd, ks = data["pvalues"]
+    assert mmd["x"] == data["batch_names"] and len(ks["y"]) == 4
+    assert ks["y"][1] < data["half_alpha"], "the label-shift batch moves the probabilities"
+    assert mmd["y"][3] < data["half_alpha"], "the covariate-shift batch moves the embeddings"
+    assert len(data["scores"]) == 4 and sum(sum(t["y"]) for t in data["scores"]) == 600
+    assert data["prior"] and len(data["prior"][0]["z"]) == 4
+    worst = most_drifted_view(standard, load_drift_report(standard), 8, "10")
+    assert set(worst.values("drift_batch")) == {"10"}
+
+
+def test_drift_operator_refuses_bad_views(standard) -> None:  # noqa: F811
+    prop = resolve_inputs(f"{PLUGIN}/compute_drift", standard.name,
+                          params={"reference": "tag:nothing", "target": "all-but-reference"})
+    errors = error_views(prop)
+    assert "bad_views" in errors and "nothing" in errors["bad_views"].view.description
+    prop = resolve_inputs(f"{PLUGIN}/compute_drift", standard.name,
+                          params={"reference": "tag:reference", "target": "batch:no_such_field"})
+    assert "no_such_field" in error_views(prop)["bad_views"].view.description
+    ok = resolve_inputs(f"{PLUGIN}/compute_drift", standard.name,
+                        params={"reference": "tag:reference", "target": "batch:batch_id"})
+    assert not error_views(ok)
