@@ -350,11 +350,12 @@ class DriftReport:
 def _missing_outputs_message(count: int, total: int, what: str, field_name: str, dataset_name: str) -> str:
     if field_name == PROBS_FIELD:
         how = ("`curation model` gives out-of-sample probabilities only to labelled samples it trains on; give the "
-               "others the final model's outputs with curation_checks.drift_report.fill_model_outputs(dataset) "
-               f"(after `curation model {dataset_name}`)")
+               f"others the final model's outputs: `curation drift {dataset_name}` does it first (unless --no-fill), "
+               "or call curation_checks.drift_report.fill_model_outputs(dataset)")
     else:
         how = (f"`curation model {dataset_name}` embeds the samples of the view it runs on; give the others the "
-               "final model's outputs with curation_checks.drift_report.fill_model_outputs(dataset)")
+               f"final model's outputs: `curation drift {dataset_name}` does it first (unless --no-fill), or call "
+               "curation_checks.drift_report.fill_model_outputs(dataset)")
     return f"{count} of the {total} samples of {what} have no {field_name!r}: {how}."
 
 
