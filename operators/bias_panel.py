@@ -118,7 +118,8 @@ class ComputeBias(foo.Operator):
         if label_field is None:
             return types.Property(inputs)
         inputs.str("slice_fields", default="", label="Slice fields",
-                   description="comma-separated sample fields; empty = image statistics and tags")
+                   description="comma-separated sample fields; empty = image statistics, tags and the label")
+        inputs.bool("crosses", default=True, label="Also test crossed slices (two fields, e.g. a class AND dark)")
         inputs.bool("image_stats", default=True, label="Compute image statistics (brightness, contrast, size)")
         inputs.int("min_size", default=20, label="Smallest slice or group tested")
         if not validate_label_field(ctx, inputs, label_field):
@@ -139,7 +140,8 @@ class ComputeBias(foo.Operator):
         try:
             report = compute_bias(target_view(ctx), label_field=params.get("label_field", "ground_truth"),
                                   slice_fields=wanted or None, image_stats=bool(params.get("image_stats", True)),
-                                  min_size=int(params.get("min_size", 20)))
+                                  min_size=int(params.get("min_size", 20)),
+                                  crosses=bool(params.get("crosses", True)))
         except CurationError as exc:
             ctx.ops.notify(str(exc), variant="error")
             return {"error": str(exc)}

@@ -6,6 +6,8 @@
 - ``slice_performance``: accuracy of every slice ``field = value`` (numeric fields binned by quantiles with
   ``bin_numeric``, list fields one slice per item, missing values their own slice), a Wilson confidence interval,
   and a one-sided Fisher exact test of "worse than the rest of the samples", Holm-corrected across all slices.
+  With ``crosses=True`` also the intersections of two slices of different fields (``label = 'Shirt' &
+  brightness < 0.12``), tested in the same family.
 - ``image_statistics``: brightness, contrast, width and height of images, vectorised.
 - ``underperforming_groups``: the same scoring for clusters of the embedding space (cleanlab's underperforming-group
   idea without needing a field to slice by).
@@ -22,6 +24,11 @@ The statistics, and why:
   rate like Bonferroni but rejects more; a search over dozens of slices otherwise "finds" one by chance.
 - Slices smaller than ``min_size`` and slices that hold every sample are not tested (and not listed): their
   accuracy means little, and each would cost the others power under the correction.
+- **Crossed (two-field) slices** are tested in the same Holm family as the one-field slices, so the family-wise
+  error rate still holds; the price is power (more tests). Their number is bounded: only the
+  ``max_cross_parents`` (default 40) one-field slices with the smallest one-sided p-values are crossed, which
+  makes at most 40 * 39 / 2 = 780 intersections, and only those of at least ``min_size`` samples that differ from
+  both parents and from every other tested slice are tested.
 """
 
 from __future__ import annotations
@@ -43,6 +50,10 @@ MAX_GROUPS = 50  # upper end of the automatic number of embedding groups
 PCA_DIMS = 50  # embeddings are reduced to at most this many dimensions before clustering
 LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601 weights: intensity of an RGB pixel
 KIND_BIN, KIND_VALUE, KIND_ITEM, KIND_MISSING = "bin", "value", "item", "missing"
+KIND_AND = "and"  # a crossed slice: the intersection of two one-field slices (``SliceStat.parts``)
+DEFAULT_CROSS_PARENTS = 40  # one-field slices crossed with each other at most (<= 780 intersections)
+CROSS_CHUNK = 1 << 16  # samples per block of the membership products (float32 counts stay exact)
+PART_KEYS = ("field", "kind", "label", "value", "low", "high")  # what a part of a crossed slice records
 
 
 # -- JSON helpers --------------------------------------------------------------------------------------------------
@@ -151,10 +162,13 @@ def holm_adjust(p_values: Sequence[float]) -> np.ndarray:
     return adjusted
 
 
-def _worse_p_value(correct_in: int, size_in: int, correct_out: int, size_out: int) -> float:
-    """One-sided Fisher exact test: is the accuracy inside lower than outside?"""
-    table = [[correct_in, size_in - correct_in], [correct_out, size_out - correct_out]]
-    return float(stats.fisher_exact(table, alternative="less").pvalue)
+def _worse_p_values(n_correct: np.ndarray, sizes: np.ndarray, total_correct: int, n: int) -> np.ndarray:
+    """One-sided Fisher exact test per slice (is the accuracy inside lower than outside?), vectorised: the p-value
+    of ``scipy.stats.fisher_exact(table, alternative="less")`` is the hypergeometric CDF of the slice's correct
+    count (population ``n``, ``total_correct`` successes, ``sizes`` draws), which is how scipy computes it."""
+    if len(sizes) == 0:
+        return np.zeros(0)
+    return np.clip(stats.hypergeom.cdf(n_correct, n, total_correct, sizes), 0.0, 1.0)
 
 
 # -- per-class metrics ---------------------------------------------------------------------------------------------
@@ -414,7 +428,13 @@ class SliceStat:
     - ``"bin"``: ``low <= value < high`` (``low`` None: no lower bound; ``high`` None: no upper bound);
     - ``"value"``: ``value == value``;
     - ``"item"``: a list field containing ``value`` (e.g. a tag);
-    - ``"missing"``: no value (None, NaN, or an empty list).
+    - ``"missing"``: no value (None, NaN, or an empty list);
+    - ``"and"``: a crossed slice, the samples in both ``parts``: two dicts with the keys ``PART_KEYS`` (field,
+      kind, label, value, low, high) describing one-field slices of two different fields, as above. Its ``field``
+      is the two field names joined by " & ", its ``label`` the two labels joined by " & "; value/low/high are None.
+      ``p_parents`` is the larger of the two one-sided Fisher p-values of the intersection against the rest of each
+      parent: small when the intersection is worse than *both* of the slices it refines, not just a piece of one
+      bad parent (unadjusted; it only orders the list, see ``slice_performance``).
     ``indices`` are the rows of the input that belong to the slice (not serialised).
     """
 
@@ -436,26 +456,39 @@ class SliceStat:
     low: float | None = None
     high: float | None = None
     composition: tuple[tuple[str, float], ...] = ()  # for groups: the most common labels and their shares
+    # for kind "and": the two one-field slices (dicts with the keys PART_KEYS); compared, not hashed (dicts)
+    parts: tuple[dict, ...] = dataclass_field(default=(), hash=False)
+    p_parents: float | None = None  # for kind "and": worse than the rest of each parent? (max of the two p-values)
     indices: np.ndarray = dataclass_field(default_factory=lambda: np.zeros(0, dtype=np.int64), repr=False, compare=False)
 
     def to_dict(self) -> dict:
         """Plain JSON types; ``indices`` are left out."""
-        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("indices", "composition")}
-        for name in ("accuracy", "ci_low", "ci_high", "rest_accuracy", "gap", "p_value", "p_adjusted", "low", "high"):
+        out = {f.name: getattr(self, f.name) for f in fields(self)
+               if f.name not in ("indices", "composition", "parts")}
+        for name in ("accuracy", "ci_low", "ci_high", "rest_accuracy", "gap", "p_value", "p_adjusted", "low", "high",
+                     "p_parents"):
             out[name] = _num(out[name])
         out["value"] = _plain(self.value)
         out["composition"] = [[c, _num(s)] for c, s in self.composition]
+        out["parts"] = [_part(p) for p in self.parts]
         return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "SliceStat":
-        """Rebuild from ``to_dict`` output (without ``indices``)."""
+        """Rebuild from ``to_dict`` output (without ``indices``); reports written before crossed slices load too."""
         known = {f.name for f in fields(cls)} - {"indices"}
         values = {k: v for k, v in data.items() if k in known}
         for name in ("accuracy", "ci_low", "ci_high", "rest_accuracy", "gap", "p_value", "p_adjusted"):
             values[name] = _nan(values[name])
         values["composition"] = tuple((str(c), float(s)) for c, s in values.get("composition", ()))
+        values["parts"] = tuple(_part(p) for p in values.get("parts") or ())
         return cls(**values)
+
+
+def _part(part: Mapping[str, Any]) -> dict:
+    """One part of a crossed slice as plain JSON types, with exactly the keys ``PART_KEYS``."""
+    return {"field": str(part["field"]), "kind": str(part["kind"]), "label": str(part["label"]),
+            "value": _plain(part.get("value")), "low": _num(part.get("low")), "high": _num(part.get("high"))}
 
 
 @dataclass(frozen=True)
@@ -576,6 +609,10 @@ class SlicePerformance:
     num_small: int  # slices under min_size, not tested
     fields: tuple[str, ...]
     test: str = "one-sided Fisher exact vs the complement, Holm-corrected over all tested slices"
+    crosses: bool = False  # whether two-field intersections were searched too
+    num_crossed: int = 0  # crossed slices among the tested ones (num_tested counts both kinds)
+    num_cross_parents: int = 0  # one-field slices that were crossed with each other
+    max_cross_parents: int = DEFAULT_CROSS_PARENTS
 
     @property
     def significant(self) -> tuple[SliceStat, ...]:
@@ -588,14 +625,18 @@ class SlicePerformance:
                 "accuracy": _num(self.accuracy), "alpha": self.alpha, "confidence": self.confidence,
                 "min_size": self.min_size, "bins": self.bins, "num_tested": self.num_tested,
                 "num_small": self.num_small, "num_significant": len(self.significant), "fields": list(self.fields),
-                "test": self.test}
+                "test": self.test, "crosses": self.crosses, "num_crossed": self.num_crossed,
+                "num_cross_parents": self.num_cross_parents, "max_cross_parents": self.max_cross_parents}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "SlicePerformance":
-        """Rebuild from ``to_dict`` output."""
+        """Rebuild from ``to_dict`` output (also of reports written before crossed slices existed)."""
         return cls(tuple(SliceStat.from_dict(s) for s in data["slices"]), data["num_samples"],
                    _nan(data["accuracy"]), data["alpha"], data["confidence"], data["min_size"], data["bins"],
-                   data["num_tested"], data["num_small"], tuple(data["fields"]), data["test"])
+                   data["num_tested"], data["num_small"], tuple(data["fields"]), data["test"],
+                   crosses=bool(data.get("crosses", False)), num_crossed=int(data.get("num_crossed", 0)),
+                   num_cross_parents=int(data.get("num_cross_parents", 0)),
+                   max_cross_parents=int(data.get("max_cross_parents", DEFAULT_CROSS_PARENTS)))
 
 
 @dataclass(frozen=True)
@@ -610,6 +651,13 @@ class _Candidate:
     low: float | None = None
     high: float | None = None
     composition: tuple[tuple[str, float], ...] = ()
+    parts: tuple[dict, ...] = ()
+    p_parents: float | None = None
+
+    def describe(self) -> dict:
+        """This (one-field) slice as a part of a crossed slice."""
+        return _part({"field": self.field, "kind": self.kind, "label": self.label, "value": self.value,
+                      "low": self.low, "high": self.high})
 
 
 def object_array(values: Iterable[Any]) -> np.ndarray:
@@ -711,12 +759,17 @@ def _sort_key(value: Any) -> tuple[str, str]:
     return (type(value).__name__, str(value))
 
 
+def _redundant(stat: SliceStat, alpha: float) -> bool:
+    """A crossed slice that is not significantly worse than the rest of both of its parents."""
+    return stat.kind == KIND_AND and not (stat.p_parents is not None and stat.p_parents < alpha)
+
+
 def _score(candidates: list[_Candidate], correct: np.ndarray, min_size: int, alpha: float,
            confidence: float) -> tuple[list[SliceStat], int]:
     """Accuracy, Wilson interval and Holm-corrected one-sided Fisher test per candidate; worst first."""
     n = len(correct)
     total_correct = int(correct.sum())
-    tested: list[tuple[_Candidate, int, int, float]] = []
+    kept: list[tuple[_Candidate, int, int]] = []
     small = 0
     for candidate in candidates:
         size = len(candidate.indices)
@@ -727,9 +780,10 @@ def _score(candidates: list[_Candidate], correct: np.ndarray, min_size: int, alp
             continue
         if size == n:
             continue  # no complement to compare against
-        n_correct = int(correct[candidate.indices].sum())
-        p_value = _worse_p_value(n_correct, size, total_correct - n_correct, n - size)
-        tested.append((candidate, size, n_correct, p_value))
+        kept.append((candidate, size, int(correct[candidate.indices].sum())))
+    p_values = _worse_p_values(np.asarray([k[2] for k in kept], dtype=np.int64),
+                               np.asarray([k[1] for k in kept], dtype=np.int64), total_correct, n)
+    tested = [(c, size, n_correct, float(p)) for (c, size, n_correct), p in zip(kept, p_values)]
     adjusted = holm_adjust([t[3] for t in tested])
     out = []
     for (candidate, size, n_correct, p_value), p_adj in zip(tested, adjusted):
@@ -742,17 +796,88 @@ def _score(candidates: list[_Candidate], correct: np.ndarray, min_size: int, alp
             accuracy=accuracy, ci_low=ci_low, ci_high=ci_high, rest_size=rest_size, rest_accuracy=rest_accuracy,
             gap=rest_accuracy - accuracy, p_value=p_value, p_adjusted=float(p_adj), significant=bool(p_adj < alpha),
             value=candidate.value, low=candidate.low, high=candidate.high,
-            composition=candidate.composition, indices=candidate.indices,
+            composition=candidate.composition, parts=candidate.parts, p_parents=candidate.p_parents,
+            indices=candidate.indices,
         ))
-    # Worst first: significant slices before the others; within each, the lowest upper confidence bound (a slice
-    # that is surely bad beats one that may be bad), then the larger gap, then the larger slice, then the label.
-    out.sort(key=lambda s: (not s.significant, s.ci_high, -s.gap, -s.size, s.field, s.label))
+    # Worst first: significant slices before the others; within each, a crossed slice that is not worse than the
+    # rest of both its parents (p_parents >= alpha: a piece of one bad slice, nothing more) after the rest; then
+    # the lowest upper confidence bound (a slice that is surely bad beats one that may be bad), then the larger gap,
+    # then the larger slice, then the label.
+    out.sort(key=lambda s: (not s.significant, _redundant(s, alpha), s.ci_high, -s.gap, -s.size, s.field, s.label))
     return out, small
+
+
+def _cross_candidates(candidates: list[_Candidate], correct: np.ndarray, min_size: int,
+                      max_parents: int) -> tuple[list[_Candidate], int]:
+    """Intersections of two one-field slices of different fields, and how many one-field slices were crossed.
+
+    Parents are the one-field slices that would be tested (``min_size <= size < n``); when there are more than
+    ``max_parents``, those with the smallest one-sided p-values (then the larger gap) are kept, so at most
+    ``max_parents * (max_parents - 1) / 2`` pairs are looked at. Intersection sizes come from one product of the
+    parents' membership matrix with itself (in blocks of ``CROSS_CHUNK`` samples, float32 counts exact there);
+    only pairs of different fields whose intersection has at least ``min_size`` samples and is smaller than both
+    parents (a pair nested in one parent is that parent again) become candidates, and an intersection with the
+    same members as a one-field slice or an earlier intersection is dropped (one test per set of samples).
+    """
+    n = len(correct)
+    eligible = [c for c in candidates if min_size <= len(c.indices) < n]
+    if len(eligible) > max_parents:
+        sizes = np.asarray([len(c.indices) for c in eligible], dtype=np.int64)
+        hits = np.asarray([int(correct[c.indices].sum()) for c in eligible], dtype=np.int64)
+        total = int(correct.sum())
+        p_values = _worse_p_values(hits, sizes, total, n)
+        gap = (total - hits) / (n - sizes) - hits / sizes
+        chosen = np.sort(np.lexsort((-gap, p_values))[:max_parents])  # back in input order: stable part order
+        eligible = [eligible[i] for i in chosen]
+    count = len(eligible)
+    if count < 2 or len({c.field for c in eligible}) < 2:
+        return [], count
+    membership = np.zeros((count, n), dtype=bool)
+    for row, candidate in enumerate(eligible):
+        membership[row, candidate.indices] = True
+    both = np.zeros((count, count), dtype=np.int64)
+    for start in range(0, n, CROSS_CHUNK):
+        block = membership[:, start:start + CROSS_CHUNK].astype(np.float32)
+        both += np.rint(block @ block.T).astype(np.int64)
+    sizes = np.diag(both).copy()
+    field_id = {name: i for i, name in enumerate(dict.fromkeys(c.field for c in eligible))}
+    fields_of = np.asarray([field_id[c.field] for c in eligible])
+    first, second = np.triu_indices(count, k=1)
+    overlap = both[first, second]
+    keep = ((fields_of[first] != fields_of[second]) & (overlap >= min_size) & (overlap < sizes[first])
+            & (overlap < sizes[second]))
+    seen = {c.indices.tobytes() for c in candidates if min_size <= len(c.indices) < n}
+    hits = np.asarray([int(correct[c.indices].sum()) for c in eligible], dtype=np.int64)
+    pairs, members_of = [], []
+    for i, j in zip(first[keep].tolist(), second[keep].tolist()):
+        small, other = (i, j) if sizes[i] <= sizes[j] else (j, i)
+        members = eligible[small].indices[membership[other, eligible[small].indices]]
+        key = members.tobytes()
+        if key in seen:
+            continue
+        seen.add(key)
+        pairs.append((i, j))
+        members_of.append(members)
+    if not pairs:
+        return [], count
+    left, right = (np.asarray(side, dtype=np.int64) for side in zip(*pairs))
+    size_in = np.asarray([len(m) for m in members_of], dtype=np.int64)
+    correct_in = np.asarray([int(correct[m].sum()) for m in members_of], dtype=np.int64)
+    # Within each parent: is the intersection worse than the parent's other members? (hypergeometric = Fisher)
+    p_parents = np.maximum(stats.hypergeom.cdf(correct_in, sizes[left], hits[left], size_in),
+                           stats.hypergeom.cdf(correct_in, sizes[right], hits[right], size_in))
+    out = []
+    for (i, j), members, p in zip(pairs, members_of, np.clip(p_parents, 0.0, 1.0).tolist()):
+        a, b = eligible[i], eligible[j]
+        out.append(_Candidate(f"{a.field} & {b.field}", KIND_AND, f"{a.label} & {b.label}", members,
+                              parts=(a.describe(), b.describe()), p_parents=float(p)))
+    return out, count
 
 
 def slice_performance(correct: Sequence[bool] | np.ndarray, slice_values: Mapping[str, Sequence | np.ndarray],
                       min_size: int = DEFAULT_MIN_SIZE, alpha: float = 0.05, bins: int = DEFAULT_BINS,
-                      numeric: Iterable[str] = (), confidence: float = 0.95) -> SlicePerformance:
+                      numeric: Iterable[str] = (), confidence: float = 0.95, crosses: bool = False,
+                      max_cross_parents: int = DEFAULT_CROSS_PARENTS) -> SlicePerformance:
     """Accuracy of every slice ``field = value`` and whether it is significantly worse than the other samples.
 
     Args:
@@ -765,6 +890,15 @@ def slice_performance(correct: Sequence[bool] | np.ndarray, slice_values: Mappin
         bins: quantile bins per numeric field.
         numeric: fields that must be numeric (a non-number there is a DataError naming the field and the value).
         confidence: level of the Wilson intervals.
+        crosses: also test the intersections of two slices of different fields (kind ``"and"``, e.g.
+            ``label = 'Shirt' & brightness < 0.12``), in the same Holm family as the one-field slices. Only
+            intersections with at least ``min_size`` samples that differ from both parents (and from every other
+            tested slice) are tested; intersections under ``min_size`` are not counted in ``num_small``. Every
+            piece of a bad slice tends to be bad too, so among the significant slices a crossed one that is not
+            worse than the rest of both of its parents (``p_parents >= alpha``) is listed after the others.
+        max_cross_parents: with ``crosses``, at most this many one-field slices are crossed (those with the
+            smallest one-sided p-values; all of them when there are fewer), so at most
+            ``max_cross_parents * (max_cross_parents - 1) / 2`` intersections (780 for the default 40).
 
     Returns:
         Tested slices sorted worst first: significant ones first, then by the upper confidence bound.
@@ -778,6 +912,9 @@ def slice_performance(correct: Sequence[bool] | np.ndarray, slice_values: Mappin
     alpha = _open_fraction("alpha", alpha)
     confidence = _open_fraction("confidence", confidence)
     bins = _positive_int("bins", bins)
+    max_cross_parents = _positive_int("max_cross_parents", max_cross_parents, 2)
+    if not isinstance(crosses, (bool, np.bool_)):
+        raise InputError(f"crosses must be True or False; got {crosses!r}.")
     numeric = set(numeric)
     if not isinstance(slice_values, Mapping):
         raise InputError("slice_values must be a dict field name -> one value per sample.")
@@ -789,9 +926,17 @@ def slice_performance(correct: Sequence[bool] | np.ndarray, slice_values: Mappin
     candidates: list[_Candidate] = []
     for name, values in slice_values.items():
         candidates.extend(_field_candidates(str(name), values, len(correct), name in numeric, bins))
-    slices, small = _score(candidates, correct, min_size, alpha, confidence)
+    crossed: list[_Candidate] = []
+    parents = 0
+    if crosses:
+        crossed, parents = _cross_candidates(candidates, correct, min_size, max_cross_parents)
+    slices, small = _score(candidates + crossed, correct, min_size, alpha, confidence)
+    test = SlicePerformance.test if not crosses else (
+        "one-sided Fisher exact vs the complement, Holm-corrected over all tested slices (one-field and crossed)")
     return SlicePerformance(tuple(slices), len(correct), float(correct.mean()), alpha, confidence, min_size, bins,
-                            len(slices), small, tuple(str(n) for n in slice_values))
+                            len(slices), small, tuple(str(n) for n in slice_values), test, crosses=bool(crosses),
+                            num_crossed=sum(s.kind == KIND_AND for s in slices), num_cross_parents=parents,
+                            max_cross_parents=max_cross_parents)
 
 
 # -- image statistics ----------------------------------------------------------------------------------------------

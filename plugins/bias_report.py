@@ -2,10 +2,12 @@
 
 ``compute_bias(view)`` reads the labels and the fixed model's out-of-sample predictions (``curation model``),
 computes image statistics from the sample files once (cached as fields ``image_brightness``, ``image_contrast``,
-``image_width``, ``image_height``), runs per-class metrics, the class distribution, the slice search and the
-embedding-group search, writes each scored sample's group to ``bias_group`` and records the run ``bias`` (config and
-the whole report). ``load_bias_report(dataset)`` rebuilds the report from the run; ``slice_view(view, slice)`` is the
-FiftyOne view of one slice or group (for a panel to set the App's view); ``format_bias_report`` renders it as text.
+``image_width``, ``image_height``), runs per-class metrics, the class distribution, the slice search (one-field
+slices and, by default, crossed two-field slices such as ``ground_truth.label = 'Shirt' & image_brightness < 0.12``)
+and the embedding-group search, writes each scored sample's group to ``bias_group`` and records the run ``bias``
+(config and the whole report). ``load_bias_report(dataset)`` rebuilds the report from the run;
+``slice_view(view, slice)`` is the FiftyOne view of one slice or group (for a panel to set the App's view);
+``format_bias_report`` renders it as text.
 
 Which predictions count: labeled samples with ``model_probs`` (K-fold, out-of-sample) are scored by its argmax;
 labeled samples without it but with ``model_prediction`` (test samples, predicted by the final model that never
@@ -27,10 +29,11 @@ from active_learning.errors import DataError, InputError
 from active_learning.predictions import EMBEDDING_FIELD, PREDICTION_FIELD, PROBS_FIELD
 from active_learning.runs import load_run, record_run
 from active_learning.views import check_label_field, get_classes, write_fields
-from curation_checks.bias import (DEFAULT_BINS, DEFAULT_MIN_SIZE, KIND_BIN, KIND_ITEM, KIND_MISSING, KIND_VALUE,
-                                  ClassDistribution, ClassMetrics, GroupSearch, ImageStatistics, SlicePerformance,
-                                  SliceStat, class_distribution, image_statistics, object_array, per_class_metrics,
-                                  _open_fraction, _positive_int, slice_performance, underperforming_groups)
+from curation_checks.bias import (DEFAULT_BINS, DEFAULT_CROSS_PARENTS, DEFAULT_MIN_SIZE, KIND_AND, KIND_BIN,
+                                  KIND_ITEM, KIND_MISSING, KIND_VALUE, ClassDistribution, ClassMetrics, GroupSearch,
+                                  ImageStatistics, SlicePerformance, SliceStat, class_distribution,
+                                  image_statistics, object_array, per_class_metrics, _open_fraction,
+                                  _positive_int, slice_performance, underperforming_groups)
 
 RUN_KEY = "bias"
 GROUP_FIELD = "bias_group"
@@ -103,10 +106,10 @@ def _available_fields(schema: Mapping[str, Any]) -> list[str]:
 
 
 def _resolve_slice_fields(slice_fields: Sequence[str] | None, schema: Mapping[str, Any],
-                          image_stats: bool) -> list[str]:
+                          image_stats: bool, label_field: str) -> list[str]:
     image_fields = list(IMAGE_FIELDS.values()) if image_stats else []
     if slice_fields is None:
-        return image_fields + ["tags"]
+        return image_fields + ["tags", f"{label_field}.label"]
     if isinstance(slice_fields, str):
         slice_fields = [slice_fields]
     fields = list(dict.fromkeys(str(f) for f in slice_fields))
@@ -187,6 +190,8 @@ def compute_bias(
     min_size: int = DEFAULT_MIN_SIZE,
     alpha: float = 0.05,
     bins: int = DEFAULT_BINS,
+    crosses: bool = True,
+    max_cross_parents: int = DEFAULT_CROSS_PARENTS,
 ) -> BiasReport:
     """Where the model underperforms on ``view``: per class, per slice of sample fields, per embedding group.
 
@@ -194,8 +199,9 @@ def compute_bias(
         view: a FiftyOne dataset or view with labels and ``curation model`` outputs.
         label_field: the Classification field holding the labels.
         slice_fields: sample fields to slice by (numeric ones binned by quantiles, list fields such as ``tags``
-            one slice per item, embedded paths such as ``ground_truth.label`` allowed). Default: the image
-            statistics fields (when ``image_stats``) and ``tags``.
+            one slice per item, embedded paths such as ``ground_truth.label`` allowed: that is how to slice by the
+            label itself). Default: the image statistics fields (when ``image_stats``), ``tags`` and the label
+            (``<label_field>.label``), so that the crossed search can find "this class AND dark".
         image_stats: compute brightness, contrast, width and height from the files of samples that lack them and
             store them as ``image_*`` fields (computed once, then read back).
         reference_distribution: expected class distribution, dict class -> fraction or count.
@@ -203,6 +209,11 @@ def compute_bias(
             the search.
         random_state: seeds the clustering.
         min_size, alpha, bins: smallest tested slice, family-wise error rate, quantile bins per numeric field.
+        crosses: also test crossed slices, the intersections of two slices of different fields (``slice_performance``
+            with ``crosses=True``), in the same Holm family. On by default: at most ``max_cross_parents`` one-field
+            slices are crossed (at most 780 intersections for 40), which costs one (parents x samples) membership
+            product, milliseconds to a second, next to the image statistics and the group search.
+        max_cross_parents: the cap on the one-field slices crossed (those with the smallest one-sided p-values).
 
     Raises:
         DataError: empty view, missing label field, labels outside the class list, no model outputs, unknown slice
@@ -216,6 +227,9 @@ def compute_bias(
                          f"got {n_groups!r}.")
     min_size, alpha, bins = (_positive_int("min_size", min_size), _open_fraction("alpha", alpha),
                              _positive_int("bins", bins))
+    max_cross_parents = _positive_int("max_cross_parents", max_cross_parents, 2)
+    if not isinstance(crosses, (bool, np.bool_)):
+        raise InputError(f"crosses must be True or False; got {crosses!r}.")
     if len(view) == 0:
         raise DataError("The view is empty: select some samples (or clear the filter) and try again.")
     check_label_field(view, label_field)
@@ -225,7 +239,7 @@ def compute_bias(
     if PROBS_FIELD not in schema and PREDICTION_FIELD not in schema:
         raise DataError(f"The view has no model outputs ({PROBS_FIELD!r} / {PREDICTION_FIELD!r}): run "
                         "`curation model` (or the Compute model outputs operator) first.")
-    fields = _resolve_slice_fields(slice_fields, schema, image_stats)
+    fields = _resolve_slice_fields(slice_fields, schema, image_stats, label_field)
     if n_groups != 0 and EMBEDDING_FIELD not in schema:
         raise DataError(f"The group search needs {EMBEDDING_FIELD!r}: run `curation model` first, or pass "
                         "n_groups=0 to skip it.")
@@ -291,7 +305,8 @@ def compute_bias(
             column = object_array(columns[field_name])
         slice_values[field_name] = column[rows]
     slices = slice_performance(correct, slice_values, min_size=min_size, alpha=alpha, bins=bins,
-                               numeric=[f for f in fields if f in image_columns])
+                               numeric=[f for f in fields if f in image_columns], crosses=bool(crosses),
+                               max_cross_parents=max_cross_parents)
     groups = None
     if search_groups:
         groups = underperforming_groups(embeddings, correct, n_groups=n_groups, min_size=min_size, alpha=alpha,
@@ -305,7 +320,8 @@ def compute_bias(
         "n_groups": None if n_groups is None else int(n_groups), "random_state": int(random_state),
         "group_search": "done" if search_groups else ("off (n_groups=0)" if n_groups == 0 else
                                                       f"skipped: {len(rows)} scored samples < 2 x min_size"),
-        "min_size": int(min_size), "alpha": float(alpha), "bins": int(bins),
+        "min_size": int(min_size), "alpha": float(alpha), "bins": int(bins), "crosses": bool(crosses),
+        "max_cross_parents": int(max_cross_parents),
         "predictions": f"argmax of {PROBS_FIELD!r} (K-fold, out-of-sample) where present, else "
                        f"{PREDICTION_FIELD!r} (final model, samples it never trained on)",
         "fields": ([*IMAGE_FIELDS.values()] if image_stats else []) + ([GROUP_FIELD] if search_groups else []),
@@ -339,29 +355,47 @@ def load_bias_report(dataset, run_key: str = RUN_KEY) -> BiasReport:
     return BiasReport.from_dict(results["report"])
 
 
-def slice_view(view, slice_: SliceStat | Mapping[str, Any]):
-    """The samples of ``view`` in one slice or group of a report (unscored samples included when they match)."""
+def _slice_condition(field: str, kind: str, value: Any = None, low: float | None = None, high: float | None = None):
+    """The ``ViewField`` expression that matches one one-field slice."""
     from fiftyone import ViewField as F
 
-    stat = slice_ if isinstance(slice_, SliceStat) else SliceStat.from_dict(slice_)
-    value = F(stat.field)
-    if stat.kind == KIND_BIN:
+    path = F(field)
+    if kind == KIND_BIN:
         # MongoDB orders null and NaN below every number: exclude them explicitly (they are the "missing" slice).
-        condition = value.exists() & (value != float("nan"))
-        if stat.low is not None:
-            condition &= value >= stat.low
-        if stat.high is not None:
-            condition &= value < stat.high
+        condition = path.exists() & (path != float("nan"))
+        if low is not None:
+            condition &= path >= low
+        if high is not None:
+            condition &= path < high
+        return condition
+    if kind == KIND_VALUE:
+        return path == value
+    if kind == KIND_ITEM:
+        return path.contains([value])
+    if kind == KIND_MISSING:
+        return path.exists(False) | (path == []) | (path == float("nan"))
+    raise InputError(f"Unknown slice kind {kind!r}; expected one of bin, value, item, missing, and.")
+
+
+def slice_view(view, slice_: SliceStat | Mapping[str, Any]):
+    """The samples of ``view`` in one slice or group of a report (unscored samples included when they match).
+
+    A crossed slice (kind ``"and"``) matches the samples that satisfy the conditions of both its parts.
+    """
+    stat = slice_ if isinstance(slice_, SliceStat) else SliceStat.from_dict(slice_)
+    if stat.kind == KIND_AND:
+        if len(stat.parts) < 2:
+            raise InputError(f"Crossed slice {stat.label!r} names {len(stat.parts)} part(s); it needs two.")
+        condition = None
+        for part in stat.parts:
+            if part["kind"] == KIND_AND:
+                raise InputError(f"Crossed slice {stat.label!r} has a crossed part; parts are one-field slices.")
+            term = _slice_condition(part["field"], part["kind"], part.get("value"), part.get("low"), part.get("high"))
+            condition = term if condition is None else condition & term
         return view.match(condition)
-    if stat.kind == KIND_VALUE:
-        return view.match(value == stat.value)
-    if stat.kind == KIND_ITEM:
-        if stat.field == "tags":
-            return view.match_tags(stat.value)
-        return view.match(value.contains([stat.value]))
-    if stat.kind == KIND_MISSING:
-        return view.match(value.exists(False) | (value == []) | (value == float("nan")))
-    raise InputError(f"Unknown slice kind {stat.kind!r}; expected one of bin, value, item, missing.")
+    if stat.kind == KIND_ITEM and stat.field == "tags":
+        return view.match_tags(stat.value)
+    return view.match(_slice_condition(stat.field, stat.kind, stat.value, stat.low, stat.high))
 
 
 # -- text ----------------------------------------------------------------------------------------------------------
@@ -425,7 +459,10 @@ def format_bias_report(report: BiasReport, top: int = 5) -> str:
                      f"{'' if distribution.chi2_reliable else ' (some expected counts < 5: rough)'}; "
                      f"largest differences in fraction: {diffs}")
     slices = report.slices
-    lines += _ranked(f"Slices of {', '.join(slices.fields)}", slices.slices, slices.num_tested, slices.alpha, top)
+    title = f"Slices of {', '.join(slices.fields)}"
+    if slices.crosses:
+        title += f" ({slices.num_tested - slices.num_crossed} one-field, {slices.num_crossed} crossed)"
+    lines += _ranked(title, slices.slices, slices.num_tested, slices.alpha, top)
     if report.groups is not None:
         groups = report.groups
         lines += _ranked(f"Embedding groups ({groups.n_groups}, field {groups.field!r})", groups.groups,

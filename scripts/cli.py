@@ -219,7 +219,8 @@ def cmd_bias(args: argparse.Namespace) -> int:
     report = compute_bias(view, label_field=args.label_field, slice_fields=_csv(args.slice_fields),
                           image_stats=not args.no_image_stats,
                           reference_distribution=_reference_distribution(args.reference_distribution),
-                          n_groups=args.groups, random_state=args.seed, min_size=args.min_size, alpha=args.alpha)
+                          n_groups=args.groups, random_state=args.seed, min_size=args.min_size, alpha=args.alpha,
+                          crosses=not args.no_crosses)
     print(format_bias_report(report, top=args.top))
     print(f"Stored: run 'bias', fields bias_group and image_*; open the App's 'Bias' panel "
           f"(.venv/bin/curation app {dataset.name}).")
@@ -483,7 +484,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-field", default="ground_truth", help="Classification field with the labels")
     p.add_argument("--tag", default="", help="only samples with this tag (default: all)")
     p.add_argument("--slice-fields", default=None,
-                   help="comma-separated sample fields to slice by (default: image statistics and tags)")
+                   help="comma-separated sample fields to slice by (default: image statistics, tags and the label, "
+                        "e.g. ground_truth.label)")
+    p.add_argument("--no-crosses", action="store_true",
+                   help="one-field slices only (default: also the intersections of two slices of different fields, "
+                        "e.g. ground_truth.label = 'Shirt' & image_brightness < 0.12)")
     p.add_argument("--no-image-stats", action="store_true", help="do not compute brightness/contrast/size")
     p.add_argument("--reference-distribution", default=None,
                    help="expected class distribution: cat=0.3,dog=0.7 or a .json file (class -> fraction/count)")

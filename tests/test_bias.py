@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from active_learning.errors import DataError, InputError
-from curation_checks.bias import (ClassDistribution, ClassMetrics, GroupSearch, SlicePerformance, bin_numeric,
-                                  class_distribution, holm_adjust, image_statistics, per_class_metrics,
+from curation_checks.bias import (ClassDistribution, ClassMetrics, GroupSearch, SlicePerformance, SliceStat,
+                                  bin_numeric, class_distribution, holm_adjust, image_statistics, per_class_metrics,
                                   slice_performance, underperforming_groups, wilson_interval)
 
 
@@ -225,13 +225,118 @@ def test_planted_dark_slice_is_found_first() -> None:
 
 
 def test_null_effect_is_not_flagged() -> None:
-    flagged = 0
+    flagged = crossed_flagged = 0
     for seed in range(10):
         correct, values, _ = _planted_slices(n=1000, seed=seed, effect=False)
         result = slice_performance(correct, values)
         flagged += bool(result.significant)
         assert all(s.p_adjusted >= s.p_value for s in result.slices)
+        crossed = slice_performance(correct, values, crosses=True)
+        assert crossed.num_crossed > 20  # many more tests, one family
+        crossed_flagged += bool(crossed.significant)
     assert flagged <= 1  # Holm keeps the family-wise error rate at 5% per search
+    assert crossed_flagged <= 1  # also with the crossed slices in the family
+
+
+# -- crossed (two-field) slices ------------------------------------------------------------------------------------
+def _planted_intersection(n: int = 3000, seed: int = 0):
+    """Class 'x' AND dark (brightness < 0.25) is right 40% of the time; 'cam5' images 72%; the rest 90%.
+
+    One-field slices see the intersection only through its marginals (class x: 0.25 * 0.4 + 0.75 * 0.9 = 0.78,
+    dark: about 0.8), which the cam5 slice (0.72) outranks.
+    """
+    rng = np.random.default_rng(seed)
+    label = rng.choice(["a", "b", "c", "d", "x"], n)
+    brightness = rng.uniform(0.0, 1.0, n)
+    source = rng.choice(["cam1", "cam2", "cam3", "cam4", "cam5"], n)
+    planted = (label == "x") & (brightness < 0.25)
+    correct = rng.random(n) < np.where(planted, 0.4, np.where(source == "cam5", 0.72, 0.9))
+    return correct, {"label": label.tolist(), "brightness": brightness, "source": source.tolist()}, planted
+
+
+def _jaccard(stat, mask: np.ndarray) -> float:
+    members, planted = set(stat.indices.tolist()), set(np.flatnonzero(mask).tolist())
+    return len(members & planted) / len(members | planted)
+
+
+def test_planted_intersection_is_found_first_only_by_the_crossed_search() -> None:
+    correct, values, planted = _planted_intersection()
+    one = slice_performance(correct, values)
+    assert one.slices[0].label == "source = 'cam5'" and not one.crosses and one.num_crossed == 0
+    assert max(_jaccard(s, planted) for s in one.slices) < 0.3  # the marginals hold 4 to 5 times the planted set
+
+    both = slice_performance(correct, values, crosses=True)
+    top = both.slices[0]
+    assert top.kind == "and" and top.field == "label & brightness" and top.significant
+    assert top.label == f"label = 'x' & brightness < {top.parts[1]['high']:g}"
+    assert top.parts[0] == {"field": "label", "kind": "value", "label": "label = 'x'", "value": "x", "low": None,
+                            "high": None}
+    assert top.parts[1]["kind"] == "bin" and top.parts[1]["low"] is None and 0.22 < top.parts[1]["high"] < 0.28
+    expected = np.flatnonzero((np.asarray(values["label"]) == "x") & (values["brightness"] < top.parts[1]["high"]))
+    assert top.indices.tolist() == expected.tolist() and top.size == len(expected)
+    assert _jaccard(top, planted) > 0.85
+    assert top.ci_low <= 0.4 <= top.ci_high and top.p_parents < 1e-6  # worse than the rest of both parents
+    assert top.value is None and top.low is None and top.high is None
+    # One family: the one-field slices are all still there, with larger Holm-adjusted p-values.
+    one_field = [s for s in both.slices if s.kind != "and"]
+    assert [s.label for s in sorted(one_field, key=lambda s: s.label)] == sorted(s.label for s in one.slices)
+    by_label = {s.label: s for s in one.slices}
+    assert all(s.p_adjusted >= by_label[s.label].p_adjusted and s.p_value == pytest.approx(by_label[s.label].p_value)
+               for s in one_field)
+    assert both.num_tested == len(both.slices) == len(one.slices) + both.num_crossed
+    assert both.num_cross_parents == len(one.slices)  # few slices: all of them are crossed
+    # Only pairs of different fields, each at least min_size and smaller than both parents.
+    for stat in both.slices:
+        if stat.kind == "and":
+            assert stat.parts[0]["field"] != stat.parts[1]["field"] and stat.size >= both.min_size
+            assert stat.field == f"{stat.parts[0]['field']} & {stat.parts[1]['field']}"
+            assert stat.label == f"{stat.parts[0]['label']} & {stat.parts[1]['label']}"
+
+
+def test_crossed_slices_skip_parents_and_duplicates_and_respect_the_cap() -> None:
+    correct, values, _ = _planted_intersection(n=1500, seed=1)
+    # 'group' is the label under another name: label = 'x' & group = 'gx' is label = 'x' again (not tested), and
+    # every cross of group with a third field repeats one of label (tested once).
+    values["group"] = ["g" + v for v in values["label"]]
+    result = slice_performance(correct, values, crosses=True)
+    one_field = {tuple(s.indices.tolist()) for s in result.slices if s.kind != "and"}
+    crossed = [tuple(s.indices.tolist()) for s in result.slices if s.kind == "and"]
+    assert len(crossed) == len(set(crossed)) and not set(crossed) & one_field, "one test per crossed set of samples"
+    without = slice_performance(correct, {k: v for k, v in values.items() if k != "group"}, crosses=True)
+    assert result.num_crossed == len(crossed) == without.num_crossed == 5 * 4 + 5 * 5 + 4 * 5  # group adds none
+    assert not any(s.kind == "and" and {p["field"] for p in s.parts} == {"label", "group"} for s in result.slices)
+    assert result.slices[0].kind == "and" and result.slices[0].parts[0]["field"] == "label"
+    capped = slice_performance(correct, values, crosses=True, max_cross_parents=3)
+    assert capped.num_cross_parents == 3 and 0 < capped.num_crossed <= 3
+    assert capped.max_cross_parents == 3 and capped.to_dict()["max_cross_parents"] == 3
+    with pytest.raises(InputError, match="max_cross_parents"):
+        slice_performance(correct, values, crosses=True, max_cross_parents=1)
+    with pytest.raises(InputError, match="crosses must be True or False"):
+        slice_performance(correct, values, crosses="yes")
+    # One field only: nothing to cross.
+    alone = slice_performance(correct, {"label": values["label"]}, crosses=True)
+    assert alone.crosses and alone.num_crossed == 0 and alone.num_cross_parents == 5
+
+
+def test_crossed_slices_round_trip_through_json() -> None:
+    correct, values, _ = _planted_intersection(n=1500, seed=2)
+    result = slice_performance(correct, values, crosses=True)
+    data = result.to_dict()
+    _strict_json(data)
+    restored = SlicePerformance.from_dict(json.loads(json.dumps(data)))
+    assert restored.to_dict() == data and restored.crosses and restored.num_crossed == result.num_crossed
+    crossed = next(s for s in result.slices if s.kind == "and")
+    again = SliceStat.from_dict(json.loads(json.dumps(crossed.to_dict())))
+    assert again == crossed and again.parts == crossed.parts and isinstance(again.parts, tuple)
+    assert again.to_dict()["parts"][0].keys() == {"field", "kind", "label", "value", "low", "high"}
+    # Reports stored before crossed slices existed still load: no parts, no p_parents, no crosses fields.
+    old = {k: v for k, v in data.items() if k not in ("crosses", "num_crossed", "num_cross_parents",
+                                                       "max_cross_parents")}
+    old["slices"] = [{k: v for k, v in s.items() if k not in ("parts", "p_parents")} for s in data["slices"]
+                     if s["kind"] != "and"]
+    legacy = SlicePerformance.from_dict(old)
+    assert not legacy.crosses and legacy.num_crossed == 0
+    assert all(s.parts == () and s.p_parents is None for s in legacy.slices)
 
 
 def test_slices_are_sorted_worst_first() -> None:
@@ -457,7 +562,8 @@ def test_compute_bias_finds_the_dark_slice_and_writes_fields_and_run(shapes) -> 
 
     config, results = load_run(shapes, RUN_KEY)
     assert config["kind"] == "bias" and config["label_field"] == "ground_truth" and config["n_groups"] == 3
-    assert config["slice_fields"] == [*IMAGE_FIELDS.values(), "tags"]
+    assert config["slice_fields"] == [*IMAGE_FIELDS.values(), "tags", "ground_truth.label"]
+    assert config["crosses"] is True and report.slices.crosses and report.slices.num_crossed > 0
     assert results["report"]["num_scored"] == 220
     loaded = load_bias_report(shapes)
     assert loaded.to_dict() == json.loads(_strict_json(report.to_dict()))
@@ -491,12 +597,52 @@ def test_image_statistics_are_cached_and_views_work(shapes) -> None:
     assert sorted(shapes.load_run_view("bias").values("id")) == sorted(view.values("id"))
 
 
+def test_crossed_slice_view_holds_exactly_its_members(shapes) -> None:
+    from curation_checks.bias_report import compute_bias, slice_view
+
+    # A second, categorical field: the crossed slices pair it with the brightness bins, tags and the label.
+    shapes.set_values("camera", [None if i % 7 == 0 else ("a" if i % 2 else "b") for i in range(len(shapes))])
+    report = compute_bias(shapes, slice_fields=["image_brightness", "camera", "tags", "ground_truth.label"],
+                          n_groups=0, min_size=10)
+    assert report.slices.crosses and report.slices.num_crossed > 0
+    ids = shapes.values("id")
+    scored = set(shapes.exists("model_prediction").values("id"))
+    rows = {i: r for r, i in enumerate(shapes.exists("model_prediction").exists("ground_truth").values("id"))}
+    brightness, camera, tags, labels = shapes.values(["image_brightness", "camera", "tags", "ground_truth.label"])
+    crossed = [s for s in report.slices.slices if s.kind == "and"]
+    kinds = {p["kind"] for s in crossed for p in s.parts}
+    assert {"bin", "value", "item", "missing"} <= kinds
+    for stat in crossed:
+        # The view from the stored report's dict: the scored members are exactly the slice's rows.
+        view = slice_view(shapes, stat.to_dict())
+        members = set(view.values("id"))
+        assert {rows[i] for i in members & scored} == set(stat.indices.tolist()), stat.label
+        assert len(members & scored) == stat.size, stat.label
+
+        def holds(part, row):
+            value = {"image_brightness": brightness, "camera": camera, "tags": tags,
+                     "ground_truth.label": labels}[part["field"]][row]
+            if part["kind"] == "bin":
+                return (value is not None and (part["low"] is None or value >= part["low"])
+                        and (part["high"] is None or value < part["high"]))
+            if part["kind"] == "value":
+                return value == part["value"]
+            if part["kind"] == "item":
+                return part["value"] in (value or [])
+            return value is None or value == []
+
+        assert members == {ids[r] for r in range(len(ids)) if all(holds(p, r) for p in stat.parts)}, stat.label
+    with pytest.raises(InputError, match="needs two"):
+        slice_view(shapes, {**crossed[0].to_dict(), "parts": crossed[0].to_dict()["parts"][:1]})
+
+
 def test_missing_slice_view(shapes) -> None:
     from curation_checks.bias import SliceStat
     from curation_checks.bias_report import compute_bias, slice_view
 
     shapes.set_values("camera", [None if i % 4 == 0 else "a" for i in range(len(shapes))])
     report = compute_bias(shapes, slice_fields=["camera"], image_stats=False, n_groups=0)
+    assert report.slices.num_crossed == 0  # one field: nothing to cross
     missing = next(s for s in report.slices.slices if s.kind == "missing")
     assert isinstance(missing, SliceStat) and missing.label == "camera is missing"
     assert slice_view(shapes, missing).values("camera") == [None] * 60
