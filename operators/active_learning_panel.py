@@ -7,6 +7,7 @@ import fiftyone.operators.types as types
 
 from active_learning.errors import CurationError
 from active_learning.loop import LOOP_RUN_KEY, list_rounds, load_config, run_round
+from active_learning.ls_bridge import PROVENANCE_FIELD
 from curation_app.common import RebuildingPanel, show_error
 
 PLUGIN = "@curation/fiftyone-curation"
@@ -33,13 +34,29 @@ def active_learning_data(dataset) -> dict | None:
             curve["y"].append(round(state.accuracy, 4))
     traces = [{"type": "scatter", "mode": "lines+markers", "name": name, "x": c["x"], "y": c["y"]}
               for name, c in curves.items()]
+    # Ingested labels per round, from the samples' provenance: also counts what the ingest operator brought in
+    # while the round waits for its annotators.
+    ingested = (dataset.count_values(f"{PROVENANCE_FIELD}.round")
+                if PROVENANCE_FIELD in dataset.get_field_schema() else {})
     table = [{"round": s.index, "strategy": s.strategy, "step": s.step, "selected": len(s.selected) + len(s.review),
-              "annotated": f"{s.annotated}/{len(s.task_ids)}", "labels": s.num_labeled,
+              "ingested": f"{ingested.get(s.index, 0)}/{len(s.task_ids)}", "labels": s.num_labeled,
               "accuracy": "" if s.accuracy is None else f"{s.accuracy:.4f}"} for s in rounds]
     current = rounds[-1] if rounds else None
     return {"traces": traces, "rounds": table, "project_id": project_id, "strategy": config.strategy,
             "batch_size": config.batch_size, "current_step": current.step if current else "not started",
             "current_round": current.index if current else None}
+
+
+def ingest_now(ctx):
+    """Ingest the finished annotations of the current round (idempotent) and say so in the App."""
+    from active_learning.loop import current_round
+    from active_learning.ls_bridge import fetch_completed, ingest
+
+    config, project_id = load_config(ctx.dataset)
+    report = ingest(ctx.dataset, fetch_completed(_client(ctx), project_id), config.label_field,
+                    current_round(ctx.dataset).index, project_id)
+    ctx.ops.notify(f"Ingested {report.new} new annotations ({report.unchanged} already in).", variant="success")
+    return report
 
 
 class RunRound(foo.Operator):
@@ -81,17 +98,11 @@ class IngestAnnotations(foo.Operator):
                                   allow_immediate_execution=True, allow_delegated_execution=True)
 
     def execute(self, ctx):
-        from active_learning.loop import current_round
-        from active_learning.ls_bridge import fetch_completed, ingest
-
         try:
-            config, project_id = load_config(ctx.dataset)
-            report = ingest(ctx.dataset, fetch_completed(_client(ctx), project_id), config.label_field,
-                            current_round(ctx.dataset).index, project_id)
+            report = ingest_now(ctx)
         except CurationError as exc:
             ctx.ops.notify(str(exc), variant="error")
             return {"error": str(exc)}
-        ctx.ops.notify(f"Ingested {report.new} new annotations ({report.unchanged} already in).", variant="success")
         if not ctx.delegated:
             ctx.ops.reload_dataset()
         return {"new": report.new, "unchanged": report.unchanged, "invalid": report.invalid}
@@ -118,10 +129,18 @@ class ActiveLearningPanel(RebuildingPanel):
         ctx.panel.set_state("header", data)
 
     def run_round(self, ctx):
-        ctx.trigger(f"{PLUGIN}/al_round")
+        """Open the round operator's form: training can take long, so the App offers to delegate it."""
+        ctx.prompt(f"{PLUGIN}/al_round")
 
     def ingest(self, ctx):
-        ctx.trigger(f"{PLUGIN}/al_ingest")
+        """Ingest now, in the panel's own request (a few seconds: one fetch, one bulk write), then redraw."""
+        try:
+            ingest_now(ctx)
+        except CurationError as exc:
+            ctx.ops.notify(str(exc), variant="error")
+            return
+        ctx.ops.reload_dataset()
+        self._refresh(ctx)
 
     def render(self, ctx):
         panel = types.Object()
@@ -141,10 +160,10 @@ class ActiveLearningPanel(RebuildingPanel):
         panel.plot("curve", layout={"title": {"text": "Test accuracy vs labels"}, "height": 340,
                                     "margin": {"t": 50, "l": 60, "r": 20, "b": 50},
                                     "xaxis": {"title": {"text": "labels"}},
-                                    "yaxis": {"title": {"text": "accuracy"}}},
+                                    "yaxis": {"title": {"text": "accuracy"}, "range": [0, 1]}},
                    config={"displayModeBar": False})
         table = types.TableView()
-        for key in ("round", "strategy", "step", "selected", "annotated", "labels", "accuracy"):
+        for key in ("round", "strategy", "step", "selected", "ingested", "labels", "accuracy"):
             table.add_column(key, label=key.capitalize())
         panel.list("rounds", types.Object(), view=table)
         return types.Property(panel, view=types.GridView(orientation="vertical", height=100, width=100))
