@@ -11,7 +11,7 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from active_learning.errors import CurationError
-from curation_app.common import RebuildingPanel, label_field_input, show_error, target_view, validate_label_field
+from curation_app.common import ReportPanel, label_field_input, show_error, target_view, validate_label_field
 
 MAX_CHART_SLICES = 12
 MAX_TABLE_ROWS = 25
@@ -151,25 +151,18 @@ class ComputeBias(foo.Operator):
                 "num_significant_slices": len(report.slices.significant)}
 
 
-class BiasPanel(RebuildingPanel):
+class BiasPanel(ReportPanel):
     """Class distribution, per-class F1, worst slices with intervals, confusion; rows set the App's view."""
+
+    STATE = {k: k for k in ("summary", "overall_accuracy", "interval_order", "slice_specs", "group_specs")}
+    DATA = {k: k for k in ("distribution", "f1", "intervals", "confusion", "slices", "groups")}
 
     @property
     def config(self):
         return foo.PanelConfig(name="bias", label="Bias", surfaces="grid", icon="balance")
 
-    def _refresh(self, ctx):
-        data = bias_panel_data(ctx.dataset) if ctx.dataset is not None else None
-        ctx.panel.set_state("has_run", data is not None)
-        if data is None:
-            return
-        ctx.panel.set_state("summary", data["summary"])
-        ctx.panel.set_state("overall_accuracy", data["overall_accuracy"])
-        ctx.panel.set_state("interval_order", data["interval_order"])
-        ctx.panel.set_state("slice_specs", data["slice_specs"])
-        ctx.panel.set_state("group_specs", data["group_specs"])
-        for key in ("distribution", "f1", "intervals", "confusion", "slices", "groups"):
-            ctx.panel.set_data(key, data[key])
+    def panel_data(self, dataset) -> dict | None:
+        return bias_panel_data(dataset)
 
     def _show(self, ctx, specs_key: str, what: str):
         from curation_checks.bias_report import slice_view

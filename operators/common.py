@@ -76,3 +76,27 @@ class RebuildingPanel(foo.Panel):
 
     def _refresh(self, ctx) -> None:
         raise NotImplementedError
+
+
+class ReportPanel(RebuildingPanel):
+    """A panel that shows one stored report: ``panel_data(dataset)`` rebuilds it (None before any run).
+
+    ``STATE`` and ``DATA`` map panel keys to keys of that dict: small values go to the panel's state, large ones
+    (plot traces, table rows) to its data. ``has_run`` tells ``render`` whether to show the empty state.
+    """
+
+    STATE: dict[str, str] = {}
+    DATA: dict[str, str] = {}
+
+    def panel_data(self, dataset) -> dict | None:
+        raise NotImplementedError
+
+    def _refresh(self, ctx):
+        data = self.panel_data(ctx.dataset) if ctx.dataset is not None else None
+        ctx.panel.set_state("has_run", data is not None)
+        if data is None:
+            return
+        for key, source in self.STATE.items():
+            ctx.panel.set_state(key, data[source])
+        for key, source in self.DATA.items():
+            ctx.panel.set_data(key, data[source])

@@ -14,7 +14,7 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from active_learning.errors import CurationError
-from curation_app.common import RebuildingPanel, show_error
+from curation_app.common import ReportPanel, show_error
 
 MOST_DRIFTED = 100
 HISTOGRAM_BINS = 40
@@ -137,22 +137,18 @@ class ComputeDrift(foo.Operator):
         return {"batches": len(report.batches), "drifted": report.drifted_batches}
 
 
-class DriftPanel(RebuildingPanel):
+class DriftPanel(ReportPanel):
     """p-values per batch, OOD share, prior change, OOD score distribution; rows show the most drifted samples."""
+
+    STATE = {k: k for k in ("summary", "half_alpha", "expected_ood", "threshold", "batch_names")}
+    DATA = {k: k for k in ("pvalues", "ood", "prior", "scores", "batches")}
 
     @property
     def config(self):
         return foo.PanelConfig(name="drift", label="Drift", surfaces="grid", icon="timeline")
 
-    def _refresh(self, ctx):
-        data = drift_panel_data(ctx.dataset) if ctx.dataset is not None else None
-        ctx.panel.set_state("has_run", data is not None)
-        if data is None:
-            return
-        for key in ("summary", "half_alpha", "expected_ood", "threshold", "batch_names"):
-            ctx.panel.set_state(key, data[key])
-        for key in ("pvalues", "ood", "prior", "scores", "batches"):
-            ctx.panel.set_data(key, data[key])
+    def panel_data(self, dataset) -> dict | None:
+        return drift_panel_data(dataset)
 
     def show_most_drifted(self, ctx):
         """Set the App's view to the most drifted samples: of the clicked batch, or of every batch."""

@@ -12,7 +12,7 @@ from active_learning.label_history import queue_for_review, review_queue, set_la
 from active_learning.model import Recipe
 from active_learning.runs import load_run
 from curation_app.common import (
-    RebuildingPanel,
+    ReportPanel,
     label_field_input,
     show_error,
     target_view,
@@ -161,24 +161,18 @@ class SendToReview(_SelectedSamplesOperator):
         return {"queued": queued}
 
 
-class LabelIssuesPanel(RebuildingPanel):
+class LabelIssuesPanel(ReportPanel):
     """Summary, issues per given/suggested pair, the noise matrix, ranked suspects and actions on a selection."""
+
+    STATE = {"summary": "summary", "num_in_review": "num_in_review", "label_field": "label_field"}
+    DATA = {"pairs": "pairs_trace", "noise_matrix": "noise_trace", "suspects": "suspects"}
 
     @property
     def config(self):
         return foo.PanelConfig(name="label_issues", label="Label issues", surfaces="grid", icon="report_problem")
 
-    def _refresh(self, ctx):
-        data = label_issues_data(ctx.dataset) if ctx.dataset is not None else None
-        ctx.panel.set_state("has_run", data is not None)
-        if data is None:
-            return
-        ctx.panel.set_state("summary", data["summary"])
-        ctx.panel.set_state("num_in_review", data["num_in_review"])
-        ctx.panel.set_state("label_field", data["label_field"])
-        ctx.panel.set_data("pairs", data["pairs_trace"])
-        ctx.panel.set_data("noise_matrix", data["noise_trace"])
-        ctx.panel.set_data("suspects", data["suspects"])
+    def panel_data(self, dataset) -> dict | None:
+        return label_issues_data(dataset)
 
     def show_suspects(self, ctx):
         """Set the App's view to the scored samples, worst label quality first."""
