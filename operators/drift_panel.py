@@ -79,7 +79,7 @@ def drift_panel_data(dataset) -> dict | None:
         "summary": {"reference": report.reference_spec, "num_reference": report.num_reference,
                     "target": report.target_spec, "num_batches": len(names), "drifted": report.drifted_batches,
                     "alpha": report.alpha, "n_permutations": report.n_permutations,
-                    "ood_quantile": report.ood_quantile,
+                    "ood_quantile": report.ood_quantile, "ood_metric": report.ood_metric,
                     "trained_on": report.num_reference_trained_on},
         "pvalues": p_traces, "half_alpha": half, "expected_ood": 1 - report.ood_quantile,
         "ood": ood_traces, "prior": prior_traces,
@@ -108,6 +108,8 @@ class ComputeDrift(foo.Operator):
                    description=SPEC_GRAMMAR)
         inputs.int("n_permutations", default=200, label="MMD permutations")
         inputs.float("alpha", default=0.05, label="Level per batch")
+        inputs.enum("ood_metric", ["cosine", "euclidean"], default="cosine", label="OOD score distance",
+                    description="cosine: feature directions; euclidean: also feature length")
         inputs.bool("fill", default=True, label="Compute missing model outputs with the final model first")
         try:
             resolve_views(ctx.dataset, ctx.params.get("reference", "tag:test"),
@@ -128,7 +130,8 @@ class ComputeDrift(foo.Operator):
             report = compute_drift(ctx.dataset, params.get("reference", "tag:test"),
                                    params.get("target", "all-but-reference"),
                                    n_permutations=int(params.get("n_permutations", 200)),
-                                   alpha=float(params.get("alpha", 0.05)))
+                                   alpha=float(params.get("alpha", 0.05)),
+                                   ood_metric=params.get("ood_metric", "cosine"))
         except CurationError as exc:
             ctx.ops.notify(str(exc), variant="error")
             return {"error": str(exc)}
@@ -205,10 +208,11 @@ class DriftPanel(ReportPanel):
             "shapes": [{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": expected, "y1": expected,
                         "line": {"dash": "dash", "color": "#555"}}]}, config={"displayModeBar": False})
         threshold = ctx.panel.get_state("threshold", 0)
+        metric = s.get("ood_metric", "cosine")
         panel.plot("scores", layout={
             "title": {"text": "OOD scores per batch (dashed: threshold)"},
             "height": 320, "margin": margin, "barmode": "overlay", "bargap": 0,
-            "xaxis": {"title": {"text": "OOD score (mean cosine distance to the k nearest reference samples)"}},
+            "xaxis": {"title": {"text": f"OOD score (mean {metric} distance to the k nearest reference samples)"}},
             "yaxis": {"title": {"text": "samples"}},
             "shapes": [{"type": "line", "yref": "paper", "y0": 0, "y1": 1, "x0": threshold, "x1": threshold,
                         "line": {"dash": "dash", "color": "#d62728"}}]}, config={"displayModeBar": False})

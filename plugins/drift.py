@@ -319,63 +319,89 @@ def _unit_rows(matrix: np.ndarray) -> np.ndarray:
     return matrix / np.where(norms > 0, norms, 1.0)  # all-zero rows stay zero: cosine distance 1 to everything
 
 
-def _mean_knn_cosine_distance(queries: np.ndarray, reference: np.ndarray, k: int,
-                              leave_one_out: bool = False) -> np.ndarray:
-    """Mean cosine distance of each query row to its ``k`` nearest reference rows, in blocks of query rows.
+OOD_METRICS = ("cosine", "euclidean")
 
+
+def _check_metric(metric: object) -> str:
+    if metric not in OOD_METRICS:
+        raise InputError(f"metric must be one of {', '.join(OOD_METRICS)}; got {metric!r}.")
+    return str(metric)
+
+
+def _mean_knn_distance(queries: np.ndarray, reference: np.ndarray, k: int, metric: str = "cosine",
+                       leave_one_out: bool = False) -> np.ndarray:
+    """Mean distance of each query row to its ``k`` nearest reference rows, in blocks of query rows.
+
+    ``cosine`` expects unit rows (distance 1 - similarity, in [0, 2]); ``euclidean`` takes the rows as they are.
     With ``leave_one_out`` the queries ARE the reference and row i never counts as its own neighbour.
     """
     block = max(1, BLOCK_ELEMENTS // len(reference))
     scores = np.empty(len(queries))
+    reference_norms = np.einsum("ij,ij->i", reference, reference) if metric == "euclidean" else None
     for start in range(0, len(queries), block):
         stop = min(start + block, len(queries))
         similarity = queries[start:stop] @ reference.T
+        if metric == "euclidean":  # -|q - r|^2 up to the constant |q|^2: larger = nearer, as for cosine
+            similarity = 2.0 * similarity - reference_norms[None, :]
         if leave_one_out:
             similarity[np.arange(stop - start), np.arange(start, stop)] = -np.inf
         nearest = np.partition(similarity, -k, axis=1)[:, -k:]
-        scores[start:stop] = np.clip(1.0 - nearest, 0.0, 2.0).mean(axis=1)
+        if metric == "euclidean":
+            query_norms = np.einsum("ij,ij->i", queries[start:stop], queries[start:stop])[:, None]
+            scores[start:stop] = np.sqrt(np.maximum(query_norms - nearest, 0.0)).mean(axis=1)
+        else:
+            scores[start:stop] = np.clip(1.0 - nearest, 0.0, 2.0).mean(axis=1)
     return scores
 
 
-def ood_scores(reference_emb: np.ndarray, target_emb: np.ndarray, k: int = 10) -> np.ndarray:
-    """Out-of-distribution score per target row: mean cosine distance to its ``k`` nearest reference rows.
+def _prepared(matrix: np.ndarray, metric: str) -> np.ndarray:
+    return _unit_rows(matrix) if metric == "cosine" else matrix.astype(np.float64, copy=False)
 
-    Higher means more unusual; scores lie in [0, 2]. Compare with ``ood_threshold`` for a cut-off.
+
+def ood_scores(reference_emb: np.ndarray, target_emb: np.ndarray, k: int = 10, metric: str = "cosine") -> np.ndarray:
+    """Out-of-distribution score per target row: mean distance to its ``k`` nearest reference rows.
+
+    Higher means more unusual. ``cosine`` (the default; scores in [0, 2]) compares directions only, as deep k-NN
+    OOD detectors do on normalised features; ``euclidean`` also sees a change of length (e.g. images whose
+    features point the same way but are several times stronger). Compare with ``ood_threshold`` for a cut-off.
 
     Args:
         reference_emb: (m, d) reference embeddings, m >= k.
         target_emb: (n, d) target embeddings.
         k: number of reference neighbours averaged.
+        metric: ``cosine`` or ``euclidean``.
 
     Returns:
         (n,) float64 scores aligned with ``target_emb``.
 
     Raises:
         DataError: NaN, different dimensions, or fewer than ``k`` reference rows.
-        InputError: ``k`` < 1.
+        InputError: ``k`` < 1, or an unknown metric.
     """
     k = _check_positive_int("k", k)
+    metric = _check_metric(metric)
     reference, target = _pair(reference_emb, target_emb, "emb", 1, 1)
     if len(reference) < k:
         raise DataError(f"reference_emb has {len(reference)} samples; k={k} neighbours need at least {k}. "
                         "Lower k or add reference samples.")
-    return _mean_knn_cosine_distance(_unit_rows(target), _unit_rows(reference), k)
+    return _mean_knn_distance(_prepared(target, metric), _prepared(reference, metric), k, metric)
 
 
-def ood_threshold(reference_emb: np.ndarray, k: int = 10, quantile: float = 0.95) -> float:
+def ood_threshold(reference_emb: np.ndarray, k: int = 10, quantile: float = 0.95, metric: str = "cosine") -> float:
     """The ``quantile`` of the reference's own leave-one-out ``ood_scores``: a cut-off for flagging target rows.
 
     About ``1 - quantile`` of in-distribution target rows score above it.
 
     Raises:
         DataError: NaN, or fewer than ``k + 1`` reference rows.
-        InputError: ``k`` < 1 or ``quantile`` outside (0, 1).
+        InputError: ``k`` < 1, ``quantile`` outside (0, 1), or an unknown metric.
     """
     k = _check_positive_int("k", k)
     quantile = _check_fraction("quantile", quantile)
+    metric = _check_metric(metric)
     reference = _matrix("reference_emb", reference_emb, 1)
     if len(reference) < k + 1:
         raise DataError(f"reference_emb has {len(reference)} samples; leave-one-out with k={k} needs at least "
                         f"{k + 1}. Lower k or add reference samples.")
-    unit = _unit_rows(reference)
-    return float(np.quantile(_mean_knn_cosine_distance(unit, unit, k, leave_one_out=True), quantile))
+    rows = _prepared(reference, metric)
+    return float(np.quantile(_mean_knn_distance(rows, rows, k, metric, leave_one_out=True), quantile))

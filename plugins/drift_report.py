@@ -327,6 +327,7 @@ class DriftReport:
     num_reference_trained_on: int | None  # reference samples the final model was trained on (None: unknown)
     batches: list[BatchDrift] = field(default_factory=list)
     created_at: str = ""
+    ood_metric: str = "cosine"  # reports saved before the option existed used cosine
 
     @property
     def drifted_batches(self) -> list[str]:
@@ -431,6 +432,7 @@ def compute_drift(
     *,
     ood_k: int = OOD_K,
     ood_quantile: float = OOD_QUANTILE,
+    ood_metric: str = "cosine",
     embedding_field: str = EMBEDDING_FIELD,
     probs_field: str = PROBS_FIELD,
 ) -> DriftReport:
@@ -446,6 +448,7 @@ def compute_drift(
         label_field: Classification field with the reference labels for the BBSE label-shift estimate; None skips
             the estimate.
         ood_k: reference neighbours averaged in the OOD score.
+        ood_metric: ``cosine`` (directions only, the default) or ``euclidean`` (also a change of feature length).
         ood_quantile: quantile of the reference's own leave-one-out scores used as the OOD threshold.
         embedding_field: field of the embeddings (default ``model_embedding``).
         probs_field: field of the predicted probabilities (default ``model_probs``).
@@ -460,6 +463,8 @@ def compute_drift(
             reference samples for the label-shift estimate.
     """
     _check_parameters(n_permutations, alpha, random_state, ood_k, ood_quantile)
+    if ood_metric not in drift.OOD_METRICS:
+        raise InputError(f"ood_metric must be one of {', '.join(drift.OOD_METRICS)}; got {ood_metric!r}.")
     reference_spec, target_spec = parse_view_spec(reference), parse_view_spec(target)
     reference_view, targets = resolve_views(dataset, reference_spec, target_spec)
     schema = dataset.get_field_schema()
@@ -509,7 +514,7 @@ def compute_drift(
     ood_rows = (np.sort(rng.choice(len(reference_emb), MAX_OOD_REFERENCE, replace=False))
                 if len(reference_emb) > MAX_OOD_REFERENCE else np.arange(len(reference_emb)))
     ood_reference = reference_emb[ood_rows]
-    threshold = drift.ood_threshold(ood_reference, k=ood_k, quantile=ood_quantile)
+    threshold = drift.ood_threshold(ood_reference, k=ood_k, quantile=ood_quantile, metric=ood_metric)
     labeled_rows = None if reference_labels is None else reference_labels >= 0
     if labeled_rows is not None:
         reference_prior = (np.bincount(reference_labels[labeled_rows], minlength=num_classes)
@@ -537,7 +542,7 @@ def compute_drift(
                 biggest = int(np.argmax(np.abs(shift.target_prior_estimate - shift.reference_prior)))
                 change = {"class": classes[biggest], "reference": float(shift.reference_prior[biggest]),
                           "estimate": float(shift.target_prior_estimate[biggest])}
-        batch_scores = drift.ood_scores(ood_reference, emb, k=ood_k)
+        batch_scores = drift.ood_scores(ood_reference, emb, k=ood_k, metric=ood_metric)
         num_ood = int((batch_scores > threshold).sum())
         mmd_drift = bool(mmd.p_value < alpha / 2)
         batches.append(BatchDrift(
@@ -558,7 +563,8 @@ def compute_drift(
         num_reference=len(reference_ids),
         num_reference_labeled=0 if labeled_rows is None else int(labeled_rows.sum()),
         reference_prior=reference_prior, ood_threshold=threshold, num_reference_ood=len(ood_rows),
-        num_reference_trained_on=_trained_on(dataset, reference_ids), batches=batches, created_at=now_utc())
+        num_reference_trained_on=_trained_on(dataset, reference_ids), batches=batches, created_at=now_utc(),
+        ood_metric=ood_metric)
 
     all_scores = np.concatenate(scores)
     _clear_stale(dataset, per_sample_ids)
@@ -567,7 +573,8 @@ def compute_drift(
     config = {"kind": "drift", "reference_spec": report.reference_spec, "target_spec": report.target_spec,
               "label_field": label_field, "n_permutations": report.n_permutations, "alpha": report.alpha,
               "random_state": report.random_state, "ood_k": report.ood_k, "ood_quantile": report.ood_quantile,
-              "embedding_field": embedding_field, "probs_field": probs_field, "fields": list(FIELDS),
+              "ood_metric": report.ood_metric, "embedding_field": embedding_field, "probs_field": probs_field,
+              "fields": list(FIELDS),
               "decision": "drifted = MMD p < alpha/2 or KS-BBSD min p < alpha/2/K (Bonferroni over both tests)"}
     results = {k: v for k, v in report.to_dict().items() if k not in config}
     record_run(dataset, RUN_KEY, config, results)
@@ -639,7 +646,8 @@ def format_drift_report(report: DriftReport) -> str:
         + f") vs {report.target_spec} ({len(report.batches)} batch{'es' if len(report.batches) != 1 else ''})",
         f"Tests: MMD on embeddings ({report.n_permutations} permutations) and KS-BBSD on probabilities (Bonferroni "
         f"over {len(report.classes)} classes), each at alpha/2 = {half:g}; OOD threshold {report.ood_threshold:.4f} "
-        f"(the reference's {report.ood_quantile:g} quantile, so ~{1 - report.ood_quantile:.0%} OOD without drift)",
+        f"({report.ood_metric} k-NN distance; the reference's {report.ood_quantile:g} quantile, so "
+        f"~{1 - report.ood_quantile:.0%} OOD without drift)",
     ]
     if report.num_reference_trained_on:
         lines.append(f"Caution: {report.num_reference_trained_on} reference samples trained the final model; their "

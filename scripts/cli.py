@@ -236,7 +236,7 @@ def cmd_drift(args: argparse.Namespace) -> int:
         if filled:
             print(f"Computed the final model's outputs for {filled} samples that had none.")
     report = compute_drift(dataset, args.reference, args.target, n_permutations=args.permutations, alpha=args.alpha,
-                           random_state=args.seed, label_field=args.label_field or None)
+                           random_state=args.seed, label_field=args.label_field or None, ood_metric=args.ood_metric)
     print(format_drift_report(report))
     print(f"Stored: run 'drift', fields drift_ood_score, drift_is_ood, drift_batch; open the App's 'Drift' panel "
           f"(.venv/bin/curation app {dataset.name}).")
@@ -513,6 +513,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--label-field", default="ground_truth",
                    help="reference labels for the label-shift estimate ('' = skip the estimate)")
+    p.add_argument("--ood-metric", choices=("cosine", "euclidean"), default="cosine",
+                   help="k-NN distance of the per-sample OOD score: cosine (directions, default) or euclidean (also "
+                        "feature length)")
     p.add_argument("--no-fill", action="store_true",
                    help="do not compute the final model's outputs for samples that have none")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")

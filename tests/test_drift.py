@@ -279,3 +279,32 @@ def test_ood_scores_in_cosine_range(seed: int, m: int, n: int, k: int) -> None:
     assert np.all((scores >= 0) & (scores <= 2))
     assert scores[0] == pytest.approx(1.0)
     assert 0 <= ood_threshold(reference, k=k) <= 2
+
+
+def test_euclidean_ood_sees_a_change_of_length_that_cosine_cannot() -> None:
+    # Target rows point like reference rows but are three times longer (as inverted digits' features were):
+    # cosine distance ignores the length, Euclidean distance does not.
+    rng = np.random.default_rng(0)
+    reference = np.abs(rng.normal(size=(400, 16))) + 1.0
+    target = 3.0 * (np.abs(rng.normal(size=(200, 16))) + 1.0)
+    flagged = {}
+    for metric in ("cosine", "euclidean"):
+        threshold = ood_threshold(reference, k=10, metric=metric)
+        flagged[metric] = float((ood_scores(reference, target, k=10, metric=metric) > threshold).mean())
+    assert flagged["cosine"] < 0.2, flagged
+    assert flagged["euclidean"] > 0.95, flagged
+    # Same-distribution targets stay near the threshold's 5% for both metrics.
+    fresh = np.abs(rng.normal(size=(400, 16))) + 1.0
+    for metric in ("cosine", "euclidean"):
+        rate = (ood_scores(reference, fresh, k=10, metric=metric) > ood_threshold(reference, k=10, metric=metric))
+        assert rate.mean() < 0.12, (metric, rate.mean())
+
+
+def test_euclidean_ood_matches_brute_force() -> None:
+    rng = np.random.default_rng(1)
+    reference, target = rng.normal(size=(50, 4)), rng.normal(size=(7, 4))
+    distances = np.linalg.norm(target[:, None, :] - reference[None, :, :], axis=2)
+    expected = np.sort(distances, axis=1)[:, :5].mean(axis=1)
+    assert np.allclose(ood_scores(reference, target, k=5, metric="euclidean"), expected)
+    with pytest.raises(InputError, match="metric must be one of"):
+        ood_scores(reference, target, k=5, metric="manhattan")

@@ -389,3 +389,19 @@ def test_real_model_outputs_on_digits(dataset_name, tmp_path) -> None:
     seen = compute_drift(dataset, "tag:seen", "batch:batch_id", n_permutations=20)
     assert seen.num_reference_trained_on == 100
     assert "100 reference samples trained the final model" in format_drift_report(seen)
+
+
+def test_euclidean_ood_metric_is_used_recorded_and_reloaded(standard) -> None:
+    with pytest.raises(InputError, match="ood_metric must be one of"):
+        compute_drift(standard, "tag:reference", "batch:batch_id", n_permutations=50, ood_metric="manhattan")
+    assert RUN_KEY not in standard.list_runs() and SCORE_FIELD not in standard.get_field_schema()
+    cosine = compute_drift(standard, "tag:reference", "batch:batch_id", n_permutations=50)
+    euclidean = compute_drift(standard, "tag:reference", "batch:batch_id", n_permutations=50, ood_metric="euclidean")
+    assert (cosine.ood_metric, euclidean.ood_metric) == ("cosine", "euclidean")
+    assert euclidean.ood_threshold != cosine.ood_threshold
+    config, _ = load_run(standard, RUN_KEY)
+    assert config["ood_metric"] == "euclidean" and load_drift_report(standard).ood_metric == "euclidean"
+    assert "euclidean k-NN distance" in format_drift_report(euclidean)
+    # The stored scores are the Euclidean ones: the planted far rows of batch 10 lie above the threshold.
+    far = standard.match({"batch_id": 10}).sort_by(SCORE_FIELD, reverse=True).limit(8)
+    assert all(score > euclidean.ood_threshold for score in far.values(SCORE_FIELD))
