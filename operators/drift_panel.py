@@ -194,9 +194,10 @@ class DriftPanel(ReportPanel):
         margin = {"t": 56, "l": 64, "r": 16, "b": 56}
         half = ctx.panel.get_state("half_alpha", 0.025)
         panel.plot("pvalues", layout={
-            "title": {"text": "p-values per batch (dashed: alpha/2)"}, "height": 320, "margin": margin,
+            "title": {"text": "p-values per batch (dashed: alpha/2)"}, "height": 360, "margin": margin,
             "xaxis": {"title": {"text": "batch"}, "type": "category"},
             "yaxis": {"title": {"text": "p-value"}, "type": "log"},
+            "showlegend": True, "legend": {"orientation": "h", "y": -0.3},
             "shapes": [{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": half, "y1": half,
                         "line": {"dash": "dash", "color": "#d62728"}}]}, config={"displayModeBar": False})
         expected = ctx.panel.get_state("expected_ood", 0.05)
