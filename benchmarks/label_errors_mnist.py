@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 
@@ -95,13 +97,18 @@ def main() -> None:
         "device": device,
         "reference_cleanlab_published_top50": 11,
     }
+    write_result(out, device)
+
+
+def write_result(out: dict, device: str) -> None:
+    """benchmarks/results/label_errors_mnist_<device>.json, and the same JSON as the last line printed."""
     path = ROOT / "benchmarks" / "results" / f"label_errors_mnist_{device.split(':')[0]}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps(out))
 
 
-def seed_probs(seed: int, folds: int, epochs: int | None, device: str) -> "np.ndarray":
+def seed_probs(seed: int, folds: int, epochs: int | None, device: str) -> np.ndarray:
     """Out-of-sample probabilities of the MNIST test set from one seed's K-fold (one process per seed)."""
     from active_learning.idx import read_idx_pair
     from active_learning.images import arrays_to_model_input
@@ -131,8 +138,6 @@ def verified_counts(labels, probs, rank_method: str) -> dict:
 def main_arrays(args) -> None:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
-
-    import numpy as np
 
     from active_learning.idx import read_idx_pair
     from active_learning.model import Recipe, select_device
@@ -175,10 +180,7 @@ def main_arrays(args) -> None:
         "device": device,
         "reference_cleanlab_published_top50": 11,
     }
-    path = ROOT / "benchmarks" / "results" / f"label_errors_mnist_{device.split(':')[0]}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=2) + "\n")
-    print(json.dumps(out))
+    write_result(out, device)
 
 
 if __name__ == "__main__":

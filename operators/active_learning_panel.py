@@ -8,7 +8,7 @@ import fiftyone.operators.types as types
 from active_learning.errors import CurationError
 from active_learning.loop import LOOP_RUN_KEY, list_rounds, load_config, run_round
 from active_learning.ls_bridge import PROVENANCE_FIELD
-from curation_app.common import RebuildingPanel, show_error
+from curation_app.common import RebuildingPanel, reported, show_error
 
 PLUGIN = "@curation/fiftyone-curation"
 
@@ -78,15 +78,12 @@ class RunRound(foo.Operator):
         return types.Property(inputs)
 
     def execute(self, ctx):
-        try:
+        def work() -> dict:
             state = run_round(ctx.dataset, _client(ctx), simulate_field=ctx.params.get("simulate_annotator") or None,
                               progress=lambda message: ctx.set_progress(label=message))
-        except CurationError as exc:
-            ctx.ops.notify(str(exc), variant="error")
-            return {"error": str(exc)}
-        if not ctx.delegated:
-            ctx.ops.reload_dataset()
-        return {"round": state.index, "step": state.step, "accuracy": state.accuracy}
+            return {"round": state.index, "step": state.step, "accuracy": state.accuracy}
+
+        return reported(ctx, work)
 
 
 class IngestAnnotations(foo.Operator):
@@ -98,14 +95,11 @@ class IngestAnnotations(foo.Operator):
                                   allow_immediate_execution=True, allow_delegated_execution=True)
 
     def execute(self, ctx):
-        try:
+        def work() -> dict:
             report = ingest_now(ctx)
-        except CurationError as exc:
-            ctx.ops.notify(str(exc), variant="error")
-            return {"error": str(exc)}
-        if not ctx.delegated:
-            ctx.ops.reload_dataset()
-        return {"new": report.new, "unchanged": report.unchanged, "invalid": report.invalid}
+            return {"new": report.new, "unchanged": report.unchanged, "invalid": report.invalid}
+
+        return reported(ctx, work)
 
 
 class ActiveLearningPanel(RebuildingPanel):

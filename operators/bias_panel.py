@@ -10,8 +10,8 @@ from __future__ import annotations
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from active_learning.errors import CurationError
-from curation_app.common import ReportPanel, label_field_input, show_error, target_view, validate_label_field
+from curation_app.common import (ReportPanel, label_field_input, reported, show_error, target_view,
+                                 validate_label_field)
 
 MAX_CHART_SLICES = 12
 MAX_TABLE_ROWS = 25
@@ -137,18 +137,16 @@ class ComputeBias(foo.Operator):
 
         params = ctx.params
         wanted = [f.strip() for f in str(params.get("slice_fields") or "").split(",") if f.strip()]
-        try:
+
+        def work() -> dict:
             report = compute_bias(target_view(ctx), label_field=params.get("label_field", "ground_truth"),
                                   slice_fields=wanted or None, image_stats=bool(params.get("image_stats", True)),
                                   min_size=int(params.get("min_size", 20)),
                                   crosses=bool(params.get("crosses", True)))
-        except CurationError as exc:
-            ctx.ops.notify(str(exc), variant="error")
-            return {"error": str(exc)}
-        if not ctx.delegated:
-            ctx.ops.reload_dataset()
-        return {"accuracy": report.accuracy, "num_scored": report.num_scored,
-                "num_significant_slices": len(report.slices.significant)}
+            return {"accuracy": report.accuracy, "num_scored": report.num_scored,
+                    "num_significant_slices": len(report.slices.significant)}
+
+        return reported(ctx, work)
 
 
 class BiasPanel(ReportPanel):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
@@ -12,6 +14,21 @@ from active_learning.errors import CurationError
 def target_view(ctx):
     """The view an operator works on: the App's current view, or the whole dataset."""
     return ctx.target_view() if hasattr(ctx, "target_view") else ctx.view
+
+
+def reported(ctx, work: Callable[[], dict], errors: tuple[type[Exception], ...] = (CurationError,)) -> dict:
+    """Run an operator's ``work``; a known error becomes an App notification and ``{"error": ...}``.
+
+    After a run in the App (not delegated) the App reloads the dataset, so new fields and runs show at once.
+    """
+    try:
+        result = work()
+    except errors as exc:
+        ctx.ops.notify(str(exc), variant="error")
+        return {"error": str(exc)}
+    if not ctx.delegated:
+        ctx.ops.reload_dataset()
+    return result
 
 
 def show_error(inputs: types.Object, name: str, label: str, description: str) -> types.Property:

@@ -14,7 +14,7 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from active_learning.errors import CurationError
-from curation_app.common import ReportPanel, show_error
+from curation_app.common import ReportPanel, reported, show_error
 
 MOST_DRIFTED = 100
 HISTOGRAM_BINS = 40
@@ -122,7 +122,8 @@ class ComputeDrift(foo.Operator):
         from curation_checks.drift_report import compute_drift, fill_model_outputs
 
         params = ctx.params
-        try:
+
+        def work() -> dict:
             if params.get("fill", True):
                 ctx.set_progress(progress=0.1, label="model outputs for samples without them")
                 fill_model_outputs(ctx.dataset)
@@ -132,12 +133,9 @@ class ComputeDrift(foo.Operator):
                                    n_permutations=int(params.get("n_permutations", 200)),
                                    alpha=float(params.get("alpha", 0.05)),
                                    ood_metric=params.get("ood_metric", "cosine"))
-        except CurationError as exc:
-            ctx.ops.notify(str(exc), variant="error")
-            return {"error": str(exc)}
-        if not ctx.delegated:
-            ctx.ops.reload_dataset()
-        return {"batches": len(report.batches), "drifted": report.drifted_batches}
+            return {"batches": len(report.batches), "drifted": report.drifted_batches}
+
+        return reported(ctx, work)
 
 
 class DriftPanel(ReportPanel):

@@ -14,6 +14,7 @@ from active_learning.runs import load_run
 from curation_app.common import (
     ReportPanel,
     label_field_input,
+    reported,
     show_error,
     target_view,
     validate_label_field,
@@ -94,7 +95,8 @@ class FindLabelIssues(foo.Operator):
 
     def execute(self, ctx):
         params = ctx.params
-        try:
+
+        def work() -> dict:
             seeds = [int(s) for s in str(params.get("seeds", "0")).split(",") if s.strip()] or [0]
             report = find_label_issues(
                 target_view(ctx), label_field=params.get("label_field", "ground_truth"),
@@ -103,13 +105,10 @@ class FindLabelIssues(foo.Operator):
                 recompute=bool(params.get("recompute", False)),
                 progress=lambda fraction, message: ctx.set_progress(progress=fraction, label=message),
             )
-        except (CurationError, ValueError) as exc:
-            ctx.ops.notify(str(exc), variant="error")
-            return {"error": str(exc)}
-        if not ctx.delegated:
-            ctx.ops.reload_dataset()
-        summary = report.results["label_errors"].summary
-        return {"num_scored": summary["num_scored"], "num_issues": summary["num_issues"]}
+            summary = report.results["label_errors"].summary
+            return {"num_scored": summary["num_scored"], "num_issues": summary["num_issues"]}
+
+        return reported(ctx, work, errors=(CurationError, ValueError))  # ValueError: seeds that are not integers
 
 
 class _SelectedSamplesOperator(foo.Operator):

@@ -5,9 +5,8 @@ from __future__ import annotations
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from active_learning.errors import CurationError
 from active_learning.predictions import compute_model_outputs
-from curation_app.common import label_field_input, target_view, validate_label_field
+from curation_app.common import label_field_input, reported, target_view, validate_label_field
 from curation_checks.registry import available_checks
 from curation_checks.io import run_check
 
@@ -40,22 +39,19 @@ class ComputeModelOutputs(foo.Operator):
     def execute(self, ctx):
         from active_learning.model import Recipe
 
-        view = target_view(ctx)
         params = ctx.params
-        try:
+
+        def work() -> dict:
             summary = compute_model_outputs(
-                view, label_field=params.get("label_field", "ground_truth"), folds=int(params.get("folds", 5)),
-                seeds=(int(params.get("seed", 0)),), recipe=Recipe(epochs=int(params.get("epochs", 12)),
-                                                                   seed=int(params.get("seed", 0))),
+                target_view(ctx), label_field=params.get("label_field", "ground_truth"),
+                folds=int(params.get("folds", 5)), seeds=(int(params.get("seed", 0)),),
+                recipe=Recipe(epochs=int(params.get("epochs", 12)), seed=int(params.get("seed", 0))),
                 progress=lambda fraction, message: ctx.set_progress(progress=fraction, label=message),
             )
-        except CurationError as exc:
-            ctx.ops.notify(str(exc), variant="error")
-            return {"error": str(exc)}
-        if not ctx.delegated:
-            ctx.ops.reload_dataset()
-        return {"num_scored": summary.num_scored, "out_of_sample_accuracy": summary.out_of_sample_accuracy,
-                "run_key": summary.run_key}
+            return {"num_scored": summary.num_scored, "out_of_sample_accuracy": summary.out_of_sample_accuracy,
+                    "run_key": summary.run_key}
+
+        return reported(ctx, work)
 
 
 class RunCheck(foo.Operator):
@@ -81,12 +77,9 @@ class RunCheck(foo.Operator):
         return types.Property(inputs)
 
     def execute(self, ctx):
-        try:
+        def work() -> dict:
             result = run_check(target_view(ctx), ctx.params.get("check", "class_balance"),
                                label_field=ctx.params.get("label_field", "ground_truth"))
-        except CurationError as exc:
-            ctx.ops.notify(str(exc), variant="error")
-            return {"error": str(exc)}
-        if not ctx.delegated:
-            ctx.ops.reload_dataset()
-        return {"check": result.check, "summary": result.summary}
+            return {"check": result.check, "summary": result.summary}
+
+        return reported(ctx, work)

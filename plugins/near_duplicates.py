@@ -93,7 +93,6 @@ class NearDuplicates:
 
     def run(self, inputs: CheckInputs) -> CheckResult:
         unit = normalised_embeddings(inputs, self.name)
-        n = len(unit)
         distances, indices = cosine_neighbors(unit, 1)
         nearest_distance, nearest = distances[:, 0], indices[:, 0]
         median = float(np.median(nearest_distance))
