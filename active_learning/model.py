@@ -126,6 +126,11 @@ def _recalibrate_batchnorm(net, data, device: str, mean, std, batch_size: int) -
         layer.momentum = momentum
 
 
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return (probs / probs.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
 def _check_images(images: np.ndarray) -> None:
     if images.ndim != 4 or images.shape[1] != 3 or images.dtype != np.uint8:
         raise DataError(
@@ -234,8 +239,12 @@ class FixedModel:
     def predict_proba(self, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
         """Softmax probabilities, shape ``(N, num_classes)``, float32, rows summing to 1."""
         logits, _ = self._forward(images, batch_size, want_logits=True, want_features=False)
-        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
-        return (probs / probs.sum(axis=1, keepdims=True)).astype(np.float32)
+        return _softmax(logits)
+
+    def predict_proba_and_embed(self, images: np.ndarray, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
+        """``predict_proba`` and ``embed`` from one forward pass (half the inference of calling both)."""
+        logits, features = self._forward(images, batch_size, want_logits=True, want_features=True)
+        return _softmax(logits), features
 
     def predict(self, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
         """Predicted class indices."""
@@ -422,6 +431,40 @@ def cross_val_proba(
             done += 1
     probs /= len(seeds)
     return (probs / probs.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def disjoint_proba(
+    fit_images: np.ndarray,
+    fit_labels: np.ndarray,
+    images: np.ndarray,
+    num_classes: int,
+    recipe: Recipe | None = None,
+    seeds: tuple[int, ...] | None = None,
+    device: str | None = None,
+    progress: ProgressCallback | None = None,
+) -> tuple[np.ndarray, FixedModel]:
+    """Out-of-sample probabilities of ``images`` from models trained on a disjoint labeled split.
+
+    One model per seed, trained on all of ``fit_images``; with several seeds their probabilities are averaged.
+    Returns the probabilities and the first seed's model (the run's final model). The caller guarantees that the
+    split is disjoint (``compute_model_outputs`` checks sample ids).
+    """
+    recipe = recipe or Recipe()
+    seeds = seeds or (recipe.seed,)
+    _check_images(images)
+    probs = np.zeros((len(images), num_classes), dtype=np.float64)
+    first: FixedModel | None = None
+    for i, seed in enumerate(seeds):
+        def seed_progress(fraction: float, message: str, _i: int = i) -> None:
+            if progress is not None:
+                progress((_i + fraction) / len(seeds), f"seed {seed}: {message}")
+
+        model = FixedModel(num_classes, recipe.with_seed(seed), device=device)
+        model.fit(fit_images, fit_labels, progress=seed_progress)
+        probs += model.predict_proba(images)
+        first = first or model
+    probs /= len(seeds)
+    return (probs / probs.sum(axis=1, keepdims=True)).astype(np.float32), first
 
 
 def recipe_fingerprint(recipe: Recipe) -> str:

@@ -16,7 +16,7 @@ import numpy as np
 
 from active_learning.errors import DataError, ModelError
 from active_learning.images import load_images
-from active_learning.model import FixedModel, ProgressCallback, Recipe, cross_val_proba, select_device
+from active_learning.model import FixedModel, ProgressCallback, Recipe, cross_val_proba, disjoint_proba, select_device
 from active_learning.runs import load_run, record_run
 from active_learning.views import LabeledArrays, labeled_arrays, write_fields
 
@@ -42,6 +42,16 @@ class ModelRunSummary:
     checkpoint_sha256: str
     device: str
     seconds: float
+    split: str = "kfold"  # or "disjoint": a model trained on another view scored this one
+    num_fit: int = 0  # disjoint: the labeled samples the model was trained on
+
+    @property
+    def source(self) -> str:
+        """How the probabilities are out-of-sample, in words."""
+        if self.split == "disjoint":
+            return (f"model trained on a disjoint view of {self.num_fit} labeled samples, "
+                    f"seeds {list(self.seeds)}")
+        return f"{self.folds}-fold, seeds {list(self.seeds)}"
 
 
 def checkpoint_dir(dataset) -> Path:
@@ -61,17 +71,31 @@ def compute_model_outputs(
     test_view=None,
     run_key: str = DEFAULT_RUN_KEY,
     progress: ProgressCallback | None = None,
+    fit_view=None,
 ) -> ModelRunSummary:
-    """K-fold out-of-sample probabilities for every labeled sample of ``view``, then a final model on all of them.
+    """Out-of-sample probabilities for every labeled sample of ``view``, a final model, embeddings, a checkpoint.
 
-    The final model's checkpoint is saved with its hash in the run; it embeds the view's samples and, when
-    ``test_view`` is given, is evaluated there (test samples get predictions, never used for training).
+    By default the probabilities come from a stratified K-fold over the view and the final model is trained on
+    all of it. With ``fit_view`` (a labeled view disjoint from ``view``, e.g. the training split when ``view`` is
+    the test split) one model per seed is trained on ``fit_view`` alone and scores ``view``; ``folds`` is unused
+    and the first seed's model is the final one. The final model's checkpoint is saved with its hash in the run;
+    it embeds the view's samples and, when ``test_view`` is given, is evaluated there (test samples get
+    predictions, never used for training).
     """
     started = time.perf_counter()
     recipe = recipe or Recipe()
     seeds = tuple(int(s) for s in seeds) or (recipe.seed,)
     dataset = view._dataset
     arrays = labeled_arrays(view, label_field)
+    fit_arrays = None
+    if fit_view is not None:
+        if not len(fit_view):
+            raise DataError("The view to train on (fit_view) is empty: pick the labeled split to train the model on.")
+        fit_arrays = labeled_arrays(fit_view, label_field, arrays.classes)
+        overlap = len(set(fit_arrays.sample_ids) & set(view.values("id")))
+        if overlap:
+            raise DataError(f"{overlap} samples are both scored and trained on: the view to train on must be "
+                            "disjoint from the scored view (e.g. tags train and test), or use K-fold.")
     if test_view is not None and len(set(test_view.values("id")) & set(arrays.sample_ids)):
         raise DataError("The test view overlaps the training view; use disjoint splits (e.g. tags train and test).")
     if test_view is not None and len(test_view):
@@ -81,10 +105,19 @@ def compute_model_outputs(
     images = load_images(arrays.filepaths, recipe.image_size)
     step(0.02, f"loaded {len(images)} images")
 
-    probs = cross_val_proba(images, arrays.labels, k, folds, recipe, seeds, device,
-                            progress=lambda f, m: step(0.02 + 0.78 * f, m))
-    final = FixedModel(k, recipe, device=device).fit(images, arrays.labels,
-                                                     progress=lambda f, m: step(0.80 + 0.15 * f, f"final model: {m}"))
+    if fit_arrays is None:
+        probs = cross_val_proba(images, arrays.labels, k, folds, recipe, seeds, device,
+                                progress=lambda f, m: step(0.02 + 0.78 * f, m))
+        final = FixedModel(k, recipe, device=device).fit(
+            images, arrays.labels, progress=lambda f, m: step(0.80 + 0.15 * f, f"final model: {m}"))
+        how = f"out-of-sample, stratified {folds}-fold over the view"
+    else:
+        fit_images = load_images(fit_arrays.filepaths, recipe.image_size)
+        probs, final = disjoint_proba(fit_images, fit_arrays.labels, images, k, recipe, seeds, device,
+                                      progress=lambda f, m: step(0.02 + 0.93 * f, m))
+        del fit_images
+        how = (f"out-of-sample, {len(seeds)} model(s) trained on a disjoint view of {len(fit_arrays.labels)} "
+               "labeled samples")
     embeddings = final.embed(images)
     ckpt = checkpoint_dir(dataset) / f"{run_key}.pt"
     sha = final.save(ckpt)
@@ -105,11 +138,14 @@ def compute_model_outputs(
         run_key=run_key, num_scored=len(arrays.labels), num_unlabeled_skipped=arrays.num_unlabeled, folds=folds,
         seeds=seeds, out_of_sample_accuracy=oos_accuracy, test_accuracy=test_accuracy, num_test=num_test,
         checkpoint=str(ckpt), checkpoint_sha256=sha, device=final.device_, seconds=time.perf_counter() - started,
+        split="kfold" if fit_arrays is None else "disjoint",
+        num_fit=0 if fit_arrays is None else len(fit_arrays.labels),
     )
     record_run(
         view, run_key,
-        config={"kind": "model_outputs", "label_field": label_field, "recipe": recipe.to_dict(), "folds": folds,
-                "seeds": list(seeds), "probabilities": f"out-of-sample, stratified {folds}-fold over the view",
+        config={"kind": "model_outputs", "label_field": label_field, "recipe": recipe.to_dict(),
+                "folds": folds if fit_arrays is None else None, "seeds": list(seeds), "probabilities": how,
+                "split": summary.split, "num_fit": summary.num_fit,
                 "classes": arrays.classes,
                 "fields": [PROBS_FIELD, PREDICTION_FIELD, EMBEDDING_FIELD]},
         results={"num_scored": summary.num_scored, "num_unlabeled_skipped": summary.num_unlabeled_skipped,

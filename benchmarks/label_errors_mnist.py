@@ -42,6 +42,9 @@ def verified_errors() -> set[int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--split", choices=("kfold", "train-set"), default="kfold",
+                        help="kfold: K-fold over the 10k test set; train-set: one model per seed trained on the "
+                             "disjoint 60k MNIST training set scores the test set")
     parser.add_argument("--seeds", default="0", help="comma-separated; several = an ensemble")
     parser.add_argument("--epochs", type=int, default=None, help="default: the fixed recipe's")
     parser.add_argument("--device", default=None)
@@ -108,17 +111,25 @@ def write_result(out: dict, device: str) -> None:
     print(json.dumps(out))
 
 
-def seed_probs(seed: int, folds: int, epochs: int | None, device: str) -> np.ndarray:
-    """Out-of-sample probabilities of the MNIST test set from one seed's K-fold (one process per seed)."""
+def seed_probs(seed: int, folds: int, epochs: int | None, device: str, split: str = "kfold") -> np.ndarray:
+    """Out-of-sample probabilities of the MNIST test set from one seed (one process per seed).
+
+    ``kfold``: the seed's K-fold over the test set. ``train-set``: a model trained on the disjoint training set.
+    """
     from active_learning.idx import read_idx_pair
     from active_learning.images import arrays_to_model_input
-    from active_learning.model import Recipe, cross_val_proba
+    from active_learning.model import Recipe, cross_val_proba, disjoint_proba
 
     images, labels = read_idx_pair(DATA / "mnist" / "t10k-images-idx3-ubyte.gz",
                                    DATA / "mnist" / "t10k-labels-idx1-ubyte.gz")
     recipe = Recipe() if epochs is None else Recipe(epochs=epochs)
-    return cross_val_proba(arrays_to_model_input(images, recipe.image_size), labels.astype("int64"), 10, folds,
-                           recipe, seeds=(seed,), device=device)
+    images = arrays_to_model_input(images, recipe.image_size)
+    if split == "train-set":
+        train_images, train_labels = read_idx_pair(DATA / "mnist" / "train-images-idx3-ubyte.gz",
+                                                   DATA / "mnist" / "train-labels-idx1-ubyte.gz")
+        return disjoint_proba(arrays_to_model_input(train_images, recipe.image_size), train_labels.astype("int64"),
+                              images, 10, recipe, seeds=(seed,), device=device)[0]
+    return cross_val_proba(images, labels.astype("int64"), 10, folds, recipe, seeds=(seed,), device=device)
 
 
 def verified_counts(labels, probs, rank_method: str) -> dict:
@@ -148,7 +159,7 @@ def main_arrays(args) -> None:
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=max(1, args.jobs), mp_context=multiprocessing.get_context("spawn")) as pool:
         per_seed = list(pool.map(seed_probs, seeds, [args.folds] * len(seeds), [epochs] * len(seeds),
-                                 [device] * len(seeds)))
+                                 [device] * len(seeds), [args.split] * len(seeds)))
     seconds = time.perf_counter() - started
     _, labels = read_idx_pair(DATA / "mnist" / "t10k-images-idx3-ubyte.gz",
                               DATA / "mnist" / "t10k-labels-idx1-ubyte.gz")
@@ -170,7 +181,10 @@ def main_arrays(args) -> None:
                            for m in RANK_METHODS},
         "single_seed_top50": {str(s): verified_counts(labels, p / p.sum(1, keepdims=True), args.rank_method)
                               ["verified_in_top50"] for s, p in zip(seeds, per_seed)},
-        "folds": args.folds,
+        "split": args.split,
+        "probabilities": (f"out-of-sample, stratified {args.folds}-fold over the 10k test set" if args.split == "kfold"
+                          else "out-of-sample, model trained on the disjoint 60k MNIST training set"),
+        "folds": args.folds if args.split == "kfold" else None,
         "seeds": seeds,
         "epochs": epochs,
         "rank_method": args.rank_method,

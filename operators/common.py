@@ -65,6 +65,23 @@ def label_field_input(ctx, inputs: types.Object) -> str | None:
     return ctx.params.get("label_field", fields[0])
 
 
+K_FOLD_CHOICE = "(K-fold over the view)"
+
+
+def fit_tag_input(ctx, inputs: types.Object) -> None:
+    """The optional split to train on: a dataset tag (disjoint from the view), or K-fold over the view."""
+    tags = sorted(ctx.dataset.distinct("tags")) if ctx.dataset is not None else []
+    inputs.enum("fit_tag", [K_FOLD_CHOICE] + tags, default=K_FOLD_CHOICE, label="Out-of-sample probabilities from",
+                description="K-fold over the view, or a model trained on the samples with this tag (a split "
+                            "disjoint from the view, e.g. train when the view is the test split)")
+
+
+def fit_view_of(ctx):
+    """The samples to train on chosen by ``fit_tag_input``, or None for K-fold."""
+    tag = ctx.params.get("fit_tag") or K_FOLD_CHOICE
+    return None if tag == K_FOLD_CHOICE else ctx.dataset.match_tags(tag)
+
+
 def classification_fields(ctx) -> list[str]:
     """Names of the dataset's Classification fields, ground truth first."""
     import fiftyone as fo

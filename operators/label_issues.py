@@ -13,6 +13,8 @@ from active_learning.model import Recipe
 from active_learning.runs import load_run
 from curation_app.common import (
     ReportPanel,
+    fit_tag_input,
+    fit_view_of,
     label_field_input,
     reported,
     show_error,
@@ -86,6 +88,7 @@ class FindLabelIssues(foo.Operator):
         label_field = label_field_input(ctx, inputs)
         if label_field is None:
             return types.Property(inputs)
+        fit_tag_input(ctx, inputs)
         inputs.int("folds", default=5, label="Folds (K-fold out-of-sample probabilities)")
         inputs.str("seeds", default="0", label="Seeds", description="comma-separated; several = an ensemble")
         inputs.int("epochs", default=Recipe().epochs, label="Epochs (recorded with the run)")
@@ -104,6 +107,7 @@ class FindLabelIssues(foo.Operator):
                 recipe=Recipe(epochs=int(params.get("epochs", Recipe().epochs)), seed=seeds[0]),
                 recompute=bool(params.get("recompute", False)),
                 progress=lambda fraction, message: ctx.set_progress(progress=fraction, label=message),
+                fit_view=fit_view_of(ctx),
             )
             summary = report.results["label_errors"].summary
             return {"num_scored": summary["num_scored"], "num_issues": summary["num_issues"]}

@@ -56,8 +56,12 @@ def find_label_issues(
     top: int = 50,
     filter_by: str = "prune_by_noise_rate",
     progress: ProgressCallback | None = None,
+    fit_view=None,
 ) -> LabelIssueReport:
     """Out-of-sample probabilities (computed unless present), then label errors, near-duplicates and outliers.
+
+    The probabilities come from a K-fold over ``view``, or, with ``fit_view`` (disjoint from ``view``), from
+    models trained on ``fit_view`` alone (see ``compute_model_outputs``).
 
     Results are fields (prefixes ``label_issue_``, ``near_duplicate_``, ``outlier_``) and runs ``check_<name>``.
     """
@@ -67,7 +71,7 @@ def find_label_issues(
     model = None
     if recompute or not has_out_of_sample_probs(view, label_field):
         model = compute_model_outputs(view, label_field=label_field, folds=folds, seeds=seeds, recipe=recipe,
-                                      device=device, progress=progress)
+                                      device=device, progress=progress, fit_view=fit_view)
     results = {"label_errors": run_check(view, "label_errors", label_field=label_field, filter_by=filter_by)}
     for name in LABEL_ISSUE_CHECKS[1:]:
         results[name] = run_check(view, name, label_field=label_field)

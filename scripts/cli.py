@@ -79,18 +79,33 @@ def _run_model(dataset, args: argparse.Namespace):
     if test_view is not None and not len(test_view):
         test_view = None
     recipe = Recipe(epochs=args.epochs, seed=args.seeds[0]) if args.epochs else Recipe(seed=args.seeds[0])
-    update, close = _progress_bar("Model (K-fold)")
+    fit_view = _fit_view(dataset, args.fit_tag)
+    update, close = _progress_bar("Model (K-fold)" if fit_view is None else f"Model (trained on {args.fit_tag!r})")
     try:
         summary = compute_model_outputs(view, label_field=args.label_field, folds=args.folds, seeds=args.seeds,
-                                        recipe=recipe, device=args.device, test_view=test_view, progress=update)
+                                        recipe=recipe, device=args.device, test_view=test_view, progress=update,
+                                        fit_view=fit_view)
     finally:
         close()
     return summary
 
 
+def _fit_view(dataset, tag: str):
+    """The samples tagged ``tag`` to train on (a disjoint split), or None for K-fold."""
+    if not tag:
+        return None
+    view = dataset.match_tags(tag)
+    if not len(view):
+        from active_learning.errors import DataError
+
+        raise DataError(f"No sample is tagged {tag!r} to train on: tag the training split, or drop --fit-tag "
+                        "to use K-fold.")
+    return view
+
+
 def _print_model(summary) -> None:
     print(f"Model outputs ({summary.run_key}): {summary.num_scored} samples scored out-of-sample "
-          f"({summary.folds}-fold, seeds {list(summary.seeds)}) on {summary.device} in {summary.seconds:.0f} s")
+          f"({summary.source}) on {summary.device} in {summary.seconds:.0f} s")
     if summary.num_unlabeled_skipped:
         print(f"  {summary.num_unlabeled_skipped} samples without a label were skipped.")
     print(f"  out-of-sample accuracy: {summary.out_of_sample_accuracy:.3f}")
@@ -133,8 +148,8 @@ def _print_label_issues(dataset_name: str, report, top: int) -> None:
 
     errors = report.results["label_errors"].summary
     scored = errors["num_scored"]
-    source = (f"{report.model.folds}-fold out-of-sample probabilities, seeds {list(report.model.seeds)}, "
-              f"computed in {report.model.seconds:.0f} s" if report.model else "existing out-of-sample probabilities")
+    source = (f"out-of-sample probabilities ({report.model.source}), computed in {report.model.seconds:.0f} s"
+              if report.model else "existing out-of-sample probabilities")
     print(f"Label issues in {dataset_name!r}: {scored} labeled samples scored ({source}; cleanlab "
           f"{errors['filter_by']}, ranked by {errors['rank_method']}).")
     if errors["num_unlabeled_skipped"]:
@@ -169,7 +184,7 @@ def cmd_label_errors(args: argparse.Namespace) -> int:
     try:
         report = find_label_issues(view, label_field=args.label_field, folds=args.folds, seeds=args.seeds,
                                    recipe=recipe, device=args.device, recompute=args.recompute, top=args.top,
-                                   progress=update)
+                                   progress=update, fit_view=_fit_view(dataset, args.fit_tag))
     finally:
         close()
     _print_label_issues(dataset.name, report, args.top)
@@ -437,6 +452,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
         p.add_argument("--train-tag", default="train", help="tag of the samples to score ('' = all)")
         p.add_argument("--test-tag", default="test", help="tag of the held-out test samples ('' = none)")
+        p.add_argument("--fit-tag", default="", help="train on the samples with this tag instead of K-fold (a split "
+                                                     "disjoint from the scored samples)")
 
     p = sub.add_parser("import", help="import an image folder tree, IDX files, a FiftyOne export, or the digits")
     p.add_argument("--data", default=None, help="folder of class subfolders, of IDX files, or a FiftyOne export "
@@ -474,6 +491,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=None, help="override the fixed recipe's epochs (recorded)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     p.add_argument("--tag", default="", help="only samples with this tag (default: all)")
+    p.add_argument("--fit-tag", default="", help="train on the samples with this tag (disjoint from --tag) instead "
+                                                 "of K-fold, e.g. --tag test --fit-tag train")
     p.add_argument("--top", type=int, default=15, help="how many suspects to print")
     p.add_argument("--recompute", action="store_true", help="recompute the probabilities even if present")
     p.set_defaults(func=cmd_label_errors)

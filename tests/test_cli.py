@@ -115,7 +115,7 @@ def test_label_errors_report_computes_probabilities_when_missing(dataset_name, c
                      cli_env)
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout
-    assert "359 labeled samples scored (2-fold out-of-sample probabilities" in out
+    assert "359 labeled samples scored (out-of-sample probabilities (2-fold, seeds [0])" in out
     assert "Worst 5 by label quality" in out
     import fiftyone as fo
 
@@ -124,3 +124,10 @@ def test_label_errors_report_computes_probabilities_when_missing(dataset_name, c
     assert ranks == list(range(1, 360))
     again = run_cli(["label-errors", dataset_name, "--tag", "test", "--top", "5"], cli_env)
     assert again.returncode == 0 and "existing out-of-sample probabilities" in again.stdout
+    # A disjoint split instead of K-fold: models trained on the train tag score the test tag.
+    disjoint = run_cli(["label-errors", dataset_name, "--tag", "test", "--fit-tag", "train", "--recompute",
+                        "--epochs", "1", "--top", "5"], cli_env)
+    assert disjoint.returncode == 0, disjoint.stderr[-2000:]
+    assert "(model trained on a disjoint view of 1438 labeled samples, seeds [0])" in disjoint.stdout
+    overlap = run_cli(["label-errors", dataset_name, "--fit-tag", "train", "--recompute", "--epochs", "1"], cli_env)
+    assert overlap.returncode == 2 and "both scored and trained on" in overlap.stderr

@@ -199,3 +199,51 @@ def test_labels_outside_the_class_list_are_refused(dataset_name: str) -> None:
     with pytest.raises(DataError, match=r"Labels \['cow'\] in 'ground_truth' are not in the class list") as info:
         compute_model_outputs(dataset, folds=2, recipe=RECIPE)
     assert "dataset.classes['ground_truth']" in str(info.value)
+
+
+# -- a model trained on a disjoint split scores the view -----------------------------------------------------
+def test_disjoint_split_scores_the_view_with_models_trained_elsewhere(computed) -> None:
+    """``fit_view``: the test split scored by models trained on the train split alone (2 seeds, averaged)."""
+    dataset, view, test_view, unlabeled, *_ = computed
+    fit_view = view.exists("ground_truth")
+    fields = [PROBS_FIELD, PREDICTION_FIELD, EMBEDDING_FIELD]
+    before = dict(zip(fields, test_view.values(fields)))  # restored at the end: the other tests read them
+    summary = compute_model_outputs(test_view, recipe=RECIPE, device="cpu", seeds=(0, 1), fit_view=fit_view,
+                                    run_key="disjoint")
+    assert summary.split == "disjoint" and summary.num_fit == NUM_TRAIN - NUM_UNLABELED
+    assert summary.num_scored == NUM_TEST and "disjoint view of 280 labeled samples" in summary.source
+    config, results = load_run(dataset, "disjoint")
+    assert config["split"] == "disjoint" and config["folds"] is None and config["num_fit"] == 280
+    assert "trained on a disjoint view" in config["probabilities"] and config["seeds"] == [0, 1]
+
+    # The stored probabilities are the mean of the two seeds' models, each trained on the fit view only.
+    from active_learning.model import FixedModel
+
+    fit_images = load_images(fit_view.values("filepath"), RECIPE.image_size)
+    classes = dataset.default_classes
+    fit_labels = np.asarray([classes.index(c) for c in fit_view.values("ground_truth.label")])
+    ids, paths = test_view.values(["id", "filepath"])
+    images = load_images(paths, RECIPE.image_size)
+    expected = np.mean([FixedModel(10, RECIPE.with_seed(s), device="cpu").fit(fit_images, fit_labels)
+                        .predict_proba(images) for s in (0, 1)], axis=0)
+    stored_ids, stored = read_probs(test_view)
+    assert stored_ids == ids
+    np.testing.assert_allclose(stored, expected / expected.sum(1, keepdims=True), atol=1e-5)
+    # The checkpoint is the first seed's model, trained on the fit view.
+    np.testing.assert_allclose(load_model(dataset, run_key="disjoint").predict_proba(images),
+                               FixedModel(10, RECIPE.with_seed(0), device="cpu").fit(fit_images, fit_labels)
+                               .predict_proba(images), atol=1e-5)
+    dataset.delete_run("disjoint")
+    for field, values in before.items():
+        test_view.set_values(field, values)
+
+
+def test_disjoint_split_refuses_an_overlap_or_an_empty_fit_view(computed) -> None:
+    dataset, view, test_view, *_ = computed
+    with pytest.raises(DataError, match="10 samples are both scored and trained on"):
+        compute_model_outputs(test_view, recipe=RECIPE, fit_view=dataset.select(test_view.values("id")[:10]),
+                              run_key="refused")
+    with pytest.raises(DataError, match="view to train on .* is empty"):
+        compute_model_outputs(test_view, recipe=RECIPE, fit_view=dataset.match_tags("no-such-tag"),
+                              run_key="refused")
+    assert "refused" not in dataset.list_runs()
