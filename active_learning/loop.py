@@ -203,13 +203,16 @@ def step_select(dataset, config: LoopConfig, state: RoundState, rounds: list[Rou
     chosen: list[str] = []
     if ids:
         probs = embeddings = labeled_embeddings = None
-        needs = REQUIRES.get(strategy, ())
+        needs = REQUIRES.get(strategy, frozenset())
         if model is not None and needs:
             images = load_images(paths, model.recipe.image_size)
-            if "probs" in needs:
+            if {"probs", "embeddings"} <= needs:
+                probs, embeddings = model.predict_proba_and_embed(images)
+            elif "probs" in needs:
                 probs = model.predict_proba(images)
-            if "embeddings" in needs:
+            elif "embeddings" in needs:
                 embeddings = model.embed(images)
+            if "labeled_embeddings" in needs:
                 labeled = training_view(dataset, config)
                 labeled_embeddings = model.embed(load_images(labeled.values("filepath"), model.recipe.image_size))
         if probs is None and embeddings is None:

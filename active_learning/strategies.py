@@ -15,6 +15,9 @@ name                 needs                picks
 ``ranked_batch``     probs + embeddings   Cardoso et al.'s ranked batch: uncertainty traded against distance
                                           to the labeled items and the picks so far
 ``k_center_greedy``  embeddings           core-set (Sener & Savarese): the item farthest from every center
+``margin_diverse``   probs + embeddings   diverse mini-batch (Zhdanov 2019): the ``10 n`` smallest margins,
+                                          clustered by margin-weighted k-means into ``n`` clusters, the item
+                                          nearest each center
 ==================== ==================== ================================================================
 
 Ties are broken stably: among equal scores the lowest pool index comes first, for every deterministic strategy
@@ -342,6 +345,55 @@ def k_center_greedy(
     return np.asarray(picked, dtype=np.intp)
 
 
+MARGIN_DIVERSE_PREFILTER = 10
+
+
+def margin_diverse(
+    probs: np.ndarray | None,
+    embeddings: np.ndarray | None,
+    n: int,
+    random_state: RandomState = None,
+    *,
+    labeled_embeddings: np.ndarray | None = None,
+    prefilter: int = MARGIN_DIVERSE_PREFILTER,
+) -> np.ndarray:
+    """Margin with diversity inside the batch (Zhdanov 2019, "Diverse mini-batch active learning").
+
+    Top-``n`` margin fills a large batch with near-copies of the same confusion (one region of one class pair).
+    Here the ``prefilter * n`` items with the smallest margins are clustered by k-means on the embeddings, each
+    weighted by its uncertainty ``1 - margin``, into ``n`` clusters, and the item nearest each center is picked.
+    Returned most uncertain first; ties: lowest index. ``random_state`` seeds k-means. A pool of at most ``n``
+    items is returned whole, by margin.
+    """
+    from sklearn.cluster import KMeans
+
+    probs, embeddings, _, n = _check_pool(probs, embeddings, None, n, "margin_diverse",
+                                          frozenset({"probs", "embeddings"}))
+    if isinstance(prefilter, bool) or not isinstance(prefilter, (int, np.integer)) or prefilter < 1:
+        raise InputError(f"prefilter must be a positive integer; got {prefilter!r}.")
+    gap = _modal_scores("classifier_margin", probs)
+    order = _top_n(-gap, len(gap))
+    if len(order) <= n:
+        return order
+    candidates = order[: prefilter * n]
+    if len(candidates) == n:
+        return candidates
+    points = embeddings[candidates].astype(np.float64, copy=False)
+    weights = np.maximum(1.0 - gap[candidates], 1e-6)
+    seed = random_state if not isinstance(random_state, np.random.Generator) else int(random_state.integers(2**31))
+    kmeans = KMeans(n_clusters=n, n_init=1, random_state=seed).fit(points, sample_weight=weights)
+    distances = kmeans.transform(points)[np.arange(len(points)), kmeans.labels_]
+    picked: list[int] = []
+    for cluster in np.unique(kmeans.labels_):
+        members = np.flatnonzero(kmeans.labels_ == cluster)
+        picked.append(int(members[np.argmin(distances[members])]))  # members ascend: ties go to the lower rank
+    if len(picked) < n:  # k-means left clusters empty: top up with the next smallest margins
+        chosen = set(picked)
+        picked += [i for i in range(len(candidates)) if i not in chosen][: n - len(picked)]
+    picked_rank = np.sort(np.asarray(picked, dtype=np.intp))  # candidate ranks, i.e. by margin
+    return candidates[picked_rank].astype(np.intp, copy=False)
+
+
 # ----------------------------------------------------------------------------------------------------- registry
 
 STRATEGIES: dict[str, Strategy] = {
@@ -351,17 +403,19 @@ STRATEGIES: dict[str, Strategy] = {
     "entropy": entropy,
     "ranked_batch": ranked_batch,
     "k_center_greedy": k_center_greedy,
+    "margin_diverse": margin_diverse,
 }
 
-# What each strategy reads: "probs" (N, K) predicted probabilities, "embeddings" (N, D). ``random`` needs only
-# the pool size, from either.
+# What each strategy reads: "probs" (N, K) predicted probabilities, "embeddings" (N, D) of the pool,
+# "labeled_embeddings" (M, D) of the labeled items. ``random`` needs only the pool size, from either.
 REQUIRES: dict[str, frozenset[str]] = {
     "random": frozenset(),
     "least_confidence": frozenset({"probs"}),
     "margin": frozenset({"probs"}),
     "entropy": frozenset({"probs"}),
-    "ranked_batch": frozenset({"probs", "embeddings"}),
-    "k_center_greedy": frozenset({"embeddings"}),
+    "ranked_batch": frozenset({"probs", "embeddings", "labeled_embeddings"}),
+    "k_center_greedy": frozenset({"embeddings", "labeled_embeddings"}),
+    "margin_diverse": frozenset({"probs", "embeddings"}),
 }
 
 

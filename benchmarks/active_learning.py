@@ -51,6 +51,12 @@ def main() -> None:
     parser.add_argument("--reuse-log", default=None,
                         help="arrays backend: take the complete (strategy, seed) curves of an earlier --log file "
                              "instead of recomputing them (e.g. random's, when adding a strategy)")
+    parser.add_argument("--reference-labels", type=int, default=None,
+                        help="arrays backend: measure random's accuracy at this many labels with one training per "
+                             "seed (its label set replayed) and match the curves against it; lets the curves stop "
+                             "at --max-labels below it (e.g. 5000 against random at 10000)")
+    parser.add_argument("--out", default=None, help="result JSON path (default benchmarks/results/"
+                                                     "active_learning_<device>.json; the PNG goes beside it)")
     args = parser.parse_args()
     if args.backend == "arrays":
         return main_arrays(args)
@@ -127,44 +133,62 @@ def _setting(args, gpu: bool) -> dict:
     }
 
 
-def array_curve(strategy: str, seed: int, setting: dict, epochs: int | None, device: str, log: str | None) -> list:
-    """One learning curve on arrays: the loop's select -> (truth as the annotation) -> retrain -> evaluate."""
+def _arrays(setting: dict, seed: int, epochs: int | None):
+    """The recipe and the pool / test arrays of the setting: the same pool and test view for every strategy and seed."""
     import numpy as np
 
     from active_learning.idx import read_idx_pair
     from active_learning.images import arrays_to_model_input
-    from active_learning.model import FixedModel, Recipe
-    from active_learning.strategies import REQUIRES, select
+    from active_learning.model import Recipe
 
     train_x, train_y = read_idx_pair(DATA / "train-images-idx3-ubyte.gz", DATA / "train-labels-idx1-ubyte.gz")
     test_x, test_y = read_idx_pair(DATA / "t10k-images-idx3-ubyte.gz", DATA / "t10k-labels-idx1-ubyte.gz")
-    rng = np.random.default_rng(0)  # the same pool and test view for every strategy and seed
+    rng = np.random.default_rng(0)
     pool_index = np.sort(rng.choice(len(train_x), size=min(setting["pool_size"], len(train_x)), replace=False))
     test_index = np.sort(rng.choice(len(test_x), size=min(setting["test_size"], len(test_x)), replace=False))
     recipe = Recipe(seed=seed) if epochs is None else Recipe(epochs=epochs, seed=seed)
-    pool = arrays_to_model_input(train_x[pool_index], recipe.image_size)
-    truth = train_y[pool_index].astype(np.int64)
-    test = arrays_to_model_input(test_x[test_index], recipe.image_size)
-    test_labels = test_y[test_index].astype(np.int64)
+    return (recipe, arrays_to_model_input(train_x[pool_index], recipe.image_size), train_y[pool_index].astype(np.int64),
+            arrays_to_model_input(test_x[test_index], recipe.image_size), test_y[test_index].astype(np.int64))
+
+
+def _select_round(name: str, model, pool, labeled, n: int, random_state: int):
+    """Pool indices one round of the loop picks with strategy ``name`` (random when there is no model yet)."""
+    import numpy as np
+
+    from active_learning.strategies import REQUIRES, select
+
+    candidates = np.flatnonzero(~labeled)
+    needs = REQUIRES.get(name, frozenset())
+    probs = embeddings = labeled_embeddings = None
+    if model is not None and {"probs", "embeddings"} <= needs:
+        probs, embeddings = model.predict_proba_and_embed(pool[candidates])
+    elif model is not None and "probs" in needs:
+        probs = model.predict_proba(pool[candidates])
+    elif model is not None and "embeddings" in needs:
+        embeddings = model.embed(pool[candidates])
+    if model is not None and "labeled_embeddings" in needs:
+        labeled_embeddings = model.embed(pool[labeled])
+    if probs is None and embeddings is None:
+        embeddings = np.zeros((len(candidates), 1), dtype=np.float32)
+    picked = select(name, probs, embeddings, min(n, len(candidates)), random_state=random_state,
+                    labeled_embeddings=labeled_embeddings)
+    return candidates[picked]
+
+
+def array_curve(strategy: str, seed: int, setting: dict, epochs: int | None, device: str, log: str | None) -> list:
+    """One learning curve on arrays: the loop's select -> (truth as the annotation) -> retrain -> evaluate."""
+    import numpy as np
+
+    from active_learning.model import FixedModel
+
+    recipe, pool, truth, test, test_labels = _arrays(setting, seed, epochs)
     labeled = np.zeros(len(pool), dtype=bool)
     model, points, round_index = None, [], 0
     while True:
         t0 = time.perf_counter()
-        candidates = np.flatnonzero(~labeled)
         name = strategy if model is not None else "random"
         n = setting["batch"] if model is not None else setting["initial"]
-        needs = REQUIRES.get(name, ())
-        probs = embeddings = labeled_embeddings = None
-        if model is not None and "probs" in needs:
-            probs = model.predict_proba(pool[candidates])
-        if model is not None and "embeddings" in needs:
-            embeddings = model.embed(pool[candidates])
-            labeled_embeddings = model.embed(pool[labeled])
-        if probs is None and embeddings is None:
-            embeddings = np.zeros((len(candidates), 1), dtype=np.float32)
-        picked = select(name, probs, embeddings, min(n, len(candidates)), random_state=seed + round_index,
-                        labeled_embeddings=labeled_embeddings)
-        labeled[candidates[picked]] = True
+        labeled[_select_round(name, model, pool, labeled, n, seed + round_index)] = True
         select_seconds = time.perf_counter() - t0
         model = FixedModel(10, recipe, device=device).fit(pool[labeled], truth[labeled])
         accuracy = float((model.predict(test) == test_labels).mean())
@@ -179,6 +203,27 @@ def array_curve(strategy: str, seed: int, setting: dict, epochs: int | None, dev
         round_index += 1
         if labeled.sum() >= setting["max_labels"] or labeled.all():
             return points
+
+
+def random_reference(seed: int, setting: dict, labels: int, epochs: int | None, device: str) -> float:
+    """Random's accuracy at ``labels`` labels with one training: random's picks need no model, so the label set
+    its curve would hold at that point is replayed round by round and the fixed model trained on it once."""
+    import numpy as np
+
+    from active_learning.model import FixedModel
+
+    recipe, pool, truth, test, test_labels = _arrays(setting, seed, epochs)
+    labeled = np.zeros(len(pool), dtype=bool)
+    round_index = 0
+    while labeled.sum() < labels and not labeled.all():
+        n = setting["batch"] if round_index else setting["initial"]
+        labeled[_select_round("random", None, pool, labeled, n, seed + round_index)] = True
+        round_index += 1
+    model = FixedModel(10, recipe, device=device).fit(pool[labeled], truth[labeled])
+    accuracy = float((model.predict(test) == test_labels).mean())
+    print(json.dumps({"strategy": "random", "seed": seed, "labels": int(labeled.sum()), "accuracy": round(accuracy, 4),
+                      "reference": True}), flush=True)
+    return accuracy
 
 
 def main_arrays(args) -> None:
@@ -202,11 +247,21 @@ def main_arrays(args) -> None:
     for seed in setting["seeds"]:
         for strategy in strategies:
             curves.setdefault(strategy, []).append(computed.get((strategy, seed)) or reused[(strategy, seed)])
+    reference = None
+    if args.reference_labels:
+        with ProcessPoolExecutor(max_workers=max(1, args.jobs),
+                                 mp_context=multiprocessing.get_context("spawn")) as pool:
+            n_seeds = len(setting["seeds"])
+            reference = (args.reference_labels,
+                         list(pool.map(random_reference, setting["seeds"], [setting] * n_seeds,
+                                       [args.reference_labels] * n_seeds, [args.epochs] * n_seeds,
+                                       [device] * n_seeds)))
     overhead_file = ROOT / "benchmarks" / "results" / "active_learning_cpu.json"
     overhead = json.loads(overhead_file.read_text()).get("round_overhead_seconds") if overhead_file.exists() else None
     finish(curves, setting, device, started, overhead,
            backend="arrays (strategies and model on in-memory arrays, the truth as the annotation; no Label "
-                   "Studio: round_overhead_seconds is the label-studio backend's CPU measurement)")
+                   "Studio: round_overhead_seconds is the label-studio backend's CPU measurement)",
+           reference=reference, out_path=args.out)
 
 
 def reuse_curves(path: str, setting: dict) -> dict[tuple[str, int], list[tuple[int, float]]]:
@@ -224,29 +279,37 @@ def reuse_curves(path: str, setting: dict) -> dict[tuple[str, int], list[tuple[i
     return complete
 
 
-def finish(curves: dict, setting: dict, device: str, started: float, overhead, backend: str) -> None:
-    """Mean curves, labels needed to match random's final accuracy, the JSON and the PNG."""
+def finish(curves: dict, setting: dict, device: str, started: float, overhead, backend: str,
+           reference: tuple[int, list[float]] | None = None, out_path: str | None = None) -> None:
+    """Mean curves, labels needed to match random's accuracy at the largest budget (or at ``reference``'s label
+    count, measured separately), the JSON and the PNG."""
     gpu = device.startswith("cuda")
     mean_curves = {s: mean_curve(c) for s, c in curves.items()}
-    target = mean_curves["random"][-1][1]
+    target = statistics.mean(reference[1]) if reference else mean_curves["random"][-1][1]
+    target_labels = reference[0] if reference else setting["max_labels"]
     needed = {s: next((n for n, a in curve if a >= target), None) for s, curve in mean_curves.items()}
-    full = setting["max_labels"] == 10000
+    full = target_labels == 10000
     out = {
         "benchmark": "active_learning",
         "labels_needed_to_match_random_10k" if full else "labels_needed_to_match_random_max": needed,
         "random_accuracy_at_max": round(target, 4),
+        **({"random_reference": {"labels": reference[0], "accuracy_per_seed": [round(a, 4) for a in reference[1]],
+                                 "how": "one training per seed on the label set random's curve holds there"}}
+           if reference else {}),
         "round_overhead_seconds": overhead,
         "curve": {s: [[n, round(a, 4)] for n, a in curve] for s, curve in mean_curves.items()},
         "curve_per_seed": {s: [[round(a, 4) for _, a in run] for run in c] for s, c in curves.items()},
         "setting": f"Fashion-MNIST pool {setting['pool_size']}, test view {setting['test_size']}, "
                    f"{setting['initial']} initial + {setting['batch']} per round up to {setting['max_labels']} "
                    f"labels, seeds {setting['seeds']}, on {device}"
+                   + (f"; random's accuracy at {reference[0]} labels measured by one training per seed"
+                      if reference else "")
                    + ("" if gpu or full else " (CPU: a smaller setting than the full 500->10k, 3-seed one)"),
         "backend": backend,
         "device": device,
         "seconds": round(time.perf_counter() - started, 1),
     }
-    path = ROOT / "benchmarks" / "results" / f"active_learning_{device.split(':')[0]}.json"
+    path = Path(out_path) if out_path else ROOT / "benchmarks" / "results" / f"active_learning_{device.split(':')[0]}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2) + "\n")
     plot(mean_curves, path.with_suffix(".png"), out["setting"])

@@ -21,6 +21,7 @@ from active_learning.strategies import (
     k_center_greedy,
     least_confidence,
     margin,
+    margin_diverse,
     random_sampling,
     ranked_batch,
     select,
@@ -245,11 +246,64 @@ def test_ranked_batch_prefers_uncertain_items_when_distances_tie() -> None:
     assert picked.tolist() == [2]
 
 
+# ---------------------------------------------------------------------------------------------- margin diverse
+
+
+def two_confusions(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A pool whose 10 smallest margins are near-copies (group A); the next 10 (B) sit elsewhere; 80 are confident."""
+    rng = np.random.default_rng(seed)
+    gaps = np.concatenate([np.linspace(0.0, 0.009, 10), np.linspace(0.01, 0.019, 10), rng.uniform(0.5, 0.9, 80)])
+    top = (1.0 + gaps) / 2
+    probs = np.stack([top, 1.0 - top], axis=1)
+    points = np.concatenate([rng.normal(0, 0.01, (10, 3)), rng.normal(10, 0.01, (10, 3)), rng.normal(-10, 3, (80, 3))])
+    group = np.repeat([0, 1, 2], [10, 10, 80])
+    order = rng.permutation(100)  # the groups must not be found by their position
+    return probs[order], points[order], group[order]
+
+
+def test_margin_diverse_spreads_the_batch_over_both_confusions() -> None:
+    probs, points, group = two_confusions()
+    assert group[margin(probs, points, 2)].tolist() == [0, 0]  # plain margin: two near-copies
+    picked = margin_diverse(probs, points, 2, random_state=0)
+    assert sorted(group[picked].tolist()) == [0, 1]
+    assert picked[0] != picked[1]
+    gaps = probs[:, 0] - probs[:, 1]
+    assert gaps[picked[0]] <= gaps[picked[1]]  # most uncertain first
+
+
+def test_margin_diverse_picks_only_among_the_prefiltered_margins() -> None:
+    probs, points, group = two_confusions()
+    picked = margin_diverse(probs, points, 2, random_state=0, prefilter=5)  # 10 candidates: group A only
+    assert group[picked].tolist() == [0, 0]
+    assert set(margin_diverse(probs, points, 4, random_state=3).tolist()) <= set(margin(probs, points, 40).tolist())
+
+
+@settings(max_examples=25, deadline=None)
+@given(n_pool=st.integers(1, 60), n=st.integers(1, 30), seed=st.integers(0, 1000))
+def test_margin_diverse_properties(n_pool: int, n: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    probs = random_probs(seed, n_pool=n_pool, n_classes=3)
+    points = np.round(rng.normal(size=(n_pool, 2)), 1)  # rounding makes duplicate points
+    picked = margin_diverse(probs, points, n, random_state=seed)
+    assert len(picked) == min(n, n_pool)
+    assert len(set(picked.tolist())) == len(picked)
+    np.testing.assert_array_equal(margin_diverse(probs, points, n, random_state=seed), picked)
+    if n_pool <= n:
+        np.testing.assert_array_equal(picked, margin(probs, None, n))
+
+
+@pytest.mark.parametrize("prefilter", [0, -1, 1.5, True])
+def test_margin_diverse_bad_prefilter(prefilter: object) -> None:
+    probs, points, _ = two_confusions()
+    with pytest.raises(InputError, match="prefilter"):
+        margin_diverse(probs, points, 2, prefilter=prefilter)  # type: ignore[arg-type]
+
+
 # ------------------------------------------------------------------------------------------- registry, errors
 
 
 def test_registry_lists_every_strategy_and_what_it_needs() -> None:
-    names = {"random", "least_confidence", "margin", "entropy", "ranked_batch", "k_center_greedy"}
+    names = {"random", "least_confidence", "margin", "entropy", "ranked_batch", "k_center_greedy", "margin_diverse"}
     assert set(STRATEGIES) == names
     assert set(REQUIRES) == names
     probs = random_probs(0, n_pool=30, n_classes=3)
@@ -319,10 +373,11 @@ def test_shape_and_value_errors(
         ("entropy", "probabilities"),
         ("k_center_greedy", "embeddings"),
         ("ranked_batch", "embeddings"),
+        ("margin_diverse", "embeddings"),
         ("random", "pool"),
     ],
 )
 def test_missing_inputs(name: str, missing: str) -> None:
-    probs = np.full((4, 2), 0.5) if name == "ranked_batch" else None
+    probs = np.full((4, 2), 0.5) if name in ("ranked_batch", "margin_diverse") else None
     with pytest.raises(DataError, match=missing):
         select(name, probs, None, 2)
