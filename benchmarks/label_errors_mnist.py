@@ -104,8 +104,9 @@ def main() -> None:
 
 
 def write_result(out: dict, device: str) -> None:
-    """benchmarks/results/label_errors_mnist_<device>.json, and the same JSON as the last line printed."""
-    path = ROOT / "benchmarks" / "results" / f"label_errors_mnist_{device.split(':')[0]}.json"
+    """benchmarks/results/label_errors_mnist_<device>[_train-set].json, and the same JSON as the last line printed."""
+    suffix = "_train-set" if out.get("split") == "train-set" else ""
+    path = ROOT / "benchmarks" / "results" / f"label_errors_mnist_{device.split(':')[0]}{suffix}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps(out))

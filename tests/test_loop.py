@@ -174,3 +174,33 @@ def test_review_queue_goes_out_with_the_next_round(pool_dataset, client):
     assert reviewed.values("review_status") == ["done"] * 3
     assert reviewed.values("al_label.label") == reviewed.values("ground_truth.label")
     assert all(p["round"] == 0 for p in reviewed.values("ls_provenance"))
+
+
+@pytest.mark.parametrize("strategy", ["margin_diverse", "k_center_greedy"])
+def test_embedding_strategies_select_through_the_loop(pool_dataset, client, strategy):
+    """Strategies that read embeddings (and the labeled set's) pick, in the loop, exactly what the pure function
+    picks from the previous round's checkpoint over the unlabeled pool."""
+    import numpy as np
+
+    from active_learning.images import load_images
+    from active_learning.loop import candidates, training_view
+    from active_learning.model import FixedModel
+    from active_learning.strategies import select
+
+    config = LoopConfig(**{**CONFIG, "strategy": strategy}, project_title=f"e-{pool_dataset.name[-40:]}")
+    init_loop(pool_dataset, config, client)
+    first = run_round(pool_dataset, client, simulate_field="ground_truth")
+    pool_dataset.reload()
+    model = FixedModel.load(first.checkpoint, first.checkpoint_sha256)
+    pool = candidates(pool_dataset, config, [first])
+    ids, paths = pool.values(["id", "filepath"])
+    probs, embeddings = model.predict_proba_and_embed(load_images(paths, model.recipe.image_size))
+    labeled = load_images(training_view(pool_dataset, config).values("filepath"), model.recipe.image_size)
+    expected = select(strategy, probs, embeddings, config.batch_size, random_state=config.seed + 1,
+                      labeled_embeddings=model.embed(labeled))
+
+    second = run_round(pool_dataset, client)  # no annotator: selects, pushes, stops at annotate
+    assert second.strategy == strategy and second.step == "annotate"
+    assert second.selected == [ids[i] for i in expected]
+    assert len(set(second.selected)) == config.batch_size and not set(second.selected) & set(first.selected)
+    assert np.isfinite(embeddings).all()

@@ -196,6 +196,29 @@ def test_execute_run_check_on_a_view(digits) -> None:
     assert len(digits.match_tags("train").exists("class_balance_class_frequency")) == 0
 
 
+def test_execute_model_outputs_on_the_test_view_trained_on_the_train_tag(digits) -> None:
+    """The operator's disjoint-split choice: the test view scored by a model trained on the samples tagged train."""
+    import fiftyone.operators as foo
+    from active_learning.predictions import PROBS_FIELD
+    from active_learning.runs import load_run
+
+    test_view = digits.match_tags("test")
+    choices = resolve_inputs(COMPUTE_MODEL_OUTPUTS, digits.name).type.properties["fit_tag"].type.values
+    assert choices[1:] == ["test", "train"] and "K-fold" in choices[0]
+    result = foo.execute_operator(COMPUTE_MODEL_OUTPUTS, ctx={
+        "view": test_view, "params": {"label_field": "ground_truth", "fit_tag": "train", "epochs": 1}})
+    assert result.error is None and "error" not in result.result, result.result
+    assert "disjoint view of 1438 labeled samples" in result.result["probabilities"]
+    digits.reload()
+    assert len(digits.exists(PROBS_FIELD)) == len(test_view) == len(test_view.exists(PROBS_FIELD))
+    config, _ = load_run(digits, "curation_model")
+    assert config["split"] == "disjoint" and config["num_fit"] == 1438
+    # Trained on samples it also scores: refused, and the App gets a notification.
+    overlap = foo.execute_operator(COMPUTE_MODEL_OUTPUTS, ctx={
+        "dataset": digits.name, "params": {"label_field": "ground_truth", "fit_tag": "train", "epochs": 1}})
+    assert "both scored and trained on" in overlap.result["error"]
+
+
 def test_execute_with_invalid_params_fails_validation(digits) -> None:
     import fiftyone.operators as foo
     from fiftyone.operators.executor import ExecutionError
