@@ -18,6 +18,8 @@ name                 needs                picks
 ``margin_diverse``   probs + embeddings   diverse mini-batch (Zhdanov 2019): the ``10 n`` smallest margins,
                                           clustered by margin-weighted k-means into ``n`` clusters, the item
                                           nearest each center
+``badge``            probs + embeddings   BADGE (Ash et al. 2020): k-means++ seeding over gradient embeddings
+                                          ``(p - onehot(argmax p)) x embedding``; uses the seed
 ==================== ==================== ================================================================
 
 Ties are broken stably: among equal scores the lowest pool index comes first, for every deterministic strategy
@@ -394,6 +396,54 @@ def margin_diverse(
     return candidates[picked_rank].astype(np.intp, copy=False)
 
 
+def badge(
+    probs: np.ndarray | None,
+    embeddings: np.ndarray | None,
+    n: int,
+    random_state: RandomState = None,
+    *,
+    labeled_embeddings: np.ndarray | None = None,
+) -> np.ndarray:
+    """BADGE (Ash et al. 2020): k-means++ seeding over the last layer's gradient embeddings.
+
+    The gradient of the cross-entropy at the predicted label with respect to the last layer's weights is the outer
+    product ``g = a x h`` of ``a = p - onehot(argmax p)`` and the embedding ``h``: its norm ``|a| |h|`` grows with
+    the uncertainty and k-means++ spreads the picks. Squared distances use ``|g_i - g_j|^2 = |a_i|^2 |h_i|^2 +
+    |a_j|^2 |h_j|^2 - 2 (a_i . a_j)(h_i . h_j)``, so the ``(N, K x D)`` gradients are never built: each pick costs
+    ``O(N (K + D))``. The first pick is the largest gradient; later picks are drawn with probability proportional to
+    the squared distance to the nearest pick, with ``random_state``. Items at distance 0 from a pick (its duplicates)
+    are only taken once nothing else is left, by gradient norm.
+    """
+    probs, embeddings, _, n = _check_pool(probs, embeddings, None, n, "badge", frozenset({"probs", "embeddings"}))
+    pool_size = len(probs)
+    budget = min(n, pool_size)
+    a = probs.copy()
+    a[np.arange(pool_size), probs.argmax(axis=1)] -= 1.0
+    h = embeddings.astype(np.float64, copy=False)
+    squared_norms = np.einsum("ij,ij->i", a, a) * np.einsum("ij,ij->i", h, h)
+    rng = np.random.default_rng(random_state)
+    first = int(_top_n(squared_norms, 1)[0])
+    picked = [first]
+    nearest = np.full(pool_size, np.inf)
+    while True:
+        center = picked[-1]
+        distances = squared_norms + squared_norms[center] - 2.0 * (a @ a[center]) * (h @ h[center])
+        np.minimum(nearest, np.maximum(distances, 0.0), out=nearest)
+        nearest[picked] = 0.0
+        if len(picked) == budget:
+            break
+        total = nearest.sum()
+        if total > 0 and np.isfinite(total):
+            picked.append(int(rng.choice(pool_size, p=nearest / total)))
+        else:  # every item left coincides with a pick: the largest gradients not taken yet
+            taken = np.zeros(pool_size, dtype=bool)
+            taken[picked] = True
+            rest = np.flatnonzero(~taken)
+            picked += rest[_top_n(squared_norms[rest], budget - len(picked))].tolist()
+            break
+    return np.asarray(picked, dtype=np.intp)
+
+
 # ----------------------------------------------------------------------------------------------------- registry
 
 STRATEGIES: dict[str, Strategy] = {
@@ -404,6 +454,7 @@ STRATEGIES: dict[str, Strategy] = {
     "ranked_batch": ranked_batch,
     "k_center_greedy": k_center_greedy,
     "margin_diverse": margin_diverse,
+    "badge": badge,
 }
 
 # What each strategy reads: "probs" (N, K) predicted probabilities, "embeddings" (N, D) of the pool,
@@ -416,6 +467,7 @@ REQUIRES: dict[str, frozenset[str]] = {
     "ranked_batch": frozenset({"probs", "embeddings", "labeled_embeddings"}),
     "k_center_greedy": frozenset({"embeddings", "labeled_embeddings"}),
     "margin_diverse": frozenset({"probs", "embeddings"}),
+    "badge": frozenset({"probs", "embeddings"}),
 }
 
 

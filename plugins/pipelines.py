@@ -7,7 +7,8 @@ from typing import Sequence
 
 from active_learning.errors import DataError
 from active_learning.model import ProgressCallback, Recipe
-from active_learning.predictions import PROBS_FIELD, ModelRunSummary, compute_model_outputs
+from active_learning.predictions import DEFAULT_RUN_KEY, PROBS_FIELD, ModelRunSummary, compute_model_outputs
+from active_learning.runs import load_run
 from active_learning.views import check_label_field
 from curation_checks.base import CheckResult
 from curation_checks.io import run_check
@@ -45,6 +46,15 @@ def has_out_of_sample_probs(view, label_field: str) -> bool:
     return len(labeled) > 0 and len(labeled.exists(PROBS_FIELD)) == len(labeled)
 
 
+def recorded_split(view) -> str | None:
+    """How the stored probabilities were made (``kfold`` or ``disjoint``), from the model run; None without one."""
+    dataset = view._dataset
+    if DEFAULT_RUN_KEY not in dataset.list_runs():
+        return None
+    config, _ = load_run(dataset, DEFAULT_RUN_KEY)
+    return config.get("split", "kfold")  # runs before the disjoint split existed were K-fold
+
+
 def find_label_issues(
     view,
     label_field: str = "ground_truth",
@@ -61,7 +71,8 @@ def find_label_issues(
     """Out-of-sample probabilities (computed unless present), then label errors, near-duplicates and outliers.
 
     The probabilities come from a K-fold over ``view``, or, with ``fit_view`` (disjoint from ``view``), from
-    models trained on ``fit_view`` alone (see ``compute_model_outputs``).
+    models trained on ``fit_view`` alone (see ``compute_model_outputs``); stored ones made the other way are
+    recomputed.
 
     Results are fields (prefixes ``label_issue_``, ``near_duplicate_``, ``outlier_``) and runs ``check_<name>``.
     """
@@ -69,7 +80,8 @@ def find_label_issues(
         raise DataError("The view is empty: select some samples (or clear the filter) and try again.")
     check_label_field(view, label_field)
     model = None
-    if recompute or not has_out_of_sample_probs(view, label_field):
+    wanted = "kfold" if fit_view is None else "disjoint"
+    if recompute or not has_out_of_sample_probs(view, label_field) or recorded_split(view) != wanted:
         model = compute_model_outputs(view, label_field=label_field, folds=folds, seeds=seeds, recipe=recipe,
                                       device=device, progress=progress, fit_view=fit_view)
     results = {"label_errors": run_check(view, "label_errors", label_field=label_field, filter_by=filter_by)}

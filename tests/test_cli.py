@@ -124,8 +124,9 @@ def test_label_errors_report_computes_probabilities_when_missing(dataset_name, c
     assert ranks == list(range(1, 360))
     again = run_cli(["label-errors", dataset_name, "--tag", "test", "--top", "5"], cli_env)
     assert again.returncode == 0 and "existing out-of-sample probabilities" in again.stdout
-    # A disjoint split instead of K-fold: models trained on the train tag score the test tag.
-    disjoint = run_cli(["label-errors", dataset_name, "--tag", "test", "--fit-tag", "train", "--recompute",
+    # A disjoint split instead of K-fold: models trained on the train tag score the test tag. The stored K-fold
+    # probabilities are not reused for it (no --recompute needed).
+    disjoint = run_cli(["label-errors", dataset_name, "--tag", "test", "--fit-tag", "train",
                         "--epochs", "1", "--top", "5"], cli_env)
     assert disjoint.returncode == 0, disjoint.stderr[-2000:]
     assert "(model trained on a disjoint view of 1438 labeled samples, seeds [0])" in disjoint.stdout

@@ -17,6 +17,7 @@ from active_learning.modal_compat import modal_batch
 from active_learning.strategies import (
     REQUIRES,
     STRATEGIES,
+    badge,
     entropy,
     k_center_greedy,
     least_confidence,
@@ -299,11 +300,56 @@ def test_margin_diverse_bad_prefilter(prefilter: object) -> None:
         margin_diverse(probs, points, 2, prefilter=prefilter)  # type: ignore[arg-type]
 
 
+# ------------------------------------------------------------------------------------------------------- BADGE
+
+
+def badge_reference(probs: np.ndarray, points: np.ndarray, n: int, seed: int) -> list[int]:
+    """BADGE with explicit (N, K*D) gradient embeddings and full distance recomputation: the slow, obvious way."""
+    a = probs.copy()
+    a[np.arange(len(a)), probs.argmax(axis=1)] -= 1.0
+    gradients = np.einsum("ik,id->ikd", a, points).reshape(len(a), -1)
+    rng = np.random.default_rng(seed)
+    picked = [int(np.argmax((gradients**2).sum(axis=1)))]
+    while len(picked) < n:
+        d2 = cdist(gradients, gradients[picked], "sqeuclidean").min(axis=1)
+        d2[picked] = 0.0
+        picked.append(int(rng.choice(len(a), p=d2 / d2.sum())))
+    return picked
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_badge_matches_explicit_gradient_embeddings(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    probs = random_probs(seed, n_pool=80, n_classes=4)
+    points = np.abs(rng.normal(size=(80, 6)))  # post-ReLU features are non-negative
+    assert badge(probs, points, 12, random_state=seed).tolist() == badge_reference(probs, points, 12, seed)
+
+
+def test_badge_takes_duplicates_of_a_pick_only_when_nothing_else_is_left() -> None:
+    probs = np.array([[0.6, 0.4]] * 6)
+    points = np.array([[1.0], [2.0], [3.0], [1.0], [2.0], [3.0]])  # 3..5 duplicate 0..2
+    picked = badge(probs, points, 6, random_state=0).tolist()
+    assert picked[0] == 2  # the largest gradient (ties: lowest index)
+    assert sorted(points[picked[:3], 0].tolist()) == [1.0, 2.0, 3.0]  # a duplicate of a pick has probability 0
+    assert sorted(picked) == list(range(6))
+
+
+@settings(max_examples=25, deadline=None)
+@given(n_pool=st.integers(1, 50), n=st.integers(1, 60), seed=st.integers(0, 1000))
+def test_badge_properties(n_pool: int, n: int, seed: int) -> None:
+    probs = random_probs(seed, n_pool=n_pool, n_classes=3)
+    points = np.round(np.abs(np.random.default_rng(seed).normal(size=(n_pool, 2))), 1)
+    picked = badge(probs, points, n, random_state=seed)
+    assert len(picked) == min(n, n_pool) and len(set(picked.tolist())) == len(picked)
+    np.testing.assert_array_equal(badge(probs, points, n, random_state=seed), picked)
+
+
 # ------------------------------------------------------------------------------------------- registry, errors
 
 
 def test_registry_lists_every_strategy_and_what_it_needs() -> None:
-    names = {"random", "least_confidence", "margin", "entropy", "ranked_batch", "k_center_greedy", "margin_diverse"}
+    names = {"random", "least_confidence", "margin", "entropy", "ranked_batch", "k_center_greedy", "margin_diverse",
+             "badge"}
     assert set(STRATEGIES) == names
     assert set(REQUIRES) == names
     probs = random_probs(0, n_pool=30, n_classes=3)
