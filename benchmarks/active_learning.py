@@ -261,7 +261,9 @@ def main_arrays(args) -> None:
     finish(curves, setting, device, started, overhead,
            backend="arrays (strategies and model on in-memory arrays, the truth as the annotation; no Label "
                    "Studio: round_overhead_seconds is the label-studio backend's CPU measurement)",
-           reference=reference, out_path=args.out)
+           reference=reference, out_path=args.out,
+           reused={f"{strategy} seed {seed}": args.reuse_log for strategy, seed in sorted(reused)
+                   if strategy in strategies and seed in setting["seeds"]})
 
 
 def reuse_curves(path: str, setting: dict) -> dict[tuple[str, int], list[tuple[int, float]]]:
@@ -280,7 +282,8 @@ def reuse_curves(path: str, setting: dict) -> dict[tuple[str, int], list[tuple[i
 
 
 def finish(curves: dict, setting: dict, device: str, started: float, overhead, backend: str,
-           reference: tuple[int, list[float]] | None = None, out_path: str | None = None) -> None:
+           reference: tuple[int, list[float]] | None = None, out_path: str | None = None,
+           reused: dict[str, str] | None = None) -> None:
     """Mean curves, labels needed to match random's accuracy at the largest budget (or at ``reference``'s label
     count, measured separately), the JSON and the PNG."""
     gpu = device.startswith("cuda")
@@ -306,6 +309,7 @@ def finish(curves: dict, setting: dict, device: str, started: float, overhead, b
                       if reference else "")
                    + ("" if gpu or full else " (CPU: a smaller setting than the full 500->10k, 3-seed one)"),
         "backend": backend,
+        **({"reused_curves": reused} if reused else {}),
         "device": device,
         "seconds": round(time.perf_counter() - started, 1),
     }
