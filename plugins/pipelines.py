@@ -80,8 +80,11 @@ def find_label_issues(
         raise DataError("The view is empty: select some samples (or clear the filter) and try again.")
     check_label_field(view, label_field)
     model = None
-    wanted = "kfold" if fit_view is None else "disjoint"
-    if recompute or not has_out_of_sample_probs(view, label_field) or recorded_split(view) != wanted:
+    # Stored probabilities made the other way are recomputed; ones without a model run (written by the user) are
+    # kept unless a disjoint split is asked for.
+    made = recorded_split(view)
+    other_way = made != "disjoint" if fit_view is not None else made == "disjoint"
+    if recompute or other_way or not has_out_of_sample_probs(view, label_field):
         model = compute_model_outputs(view, label_field=label_field, folds=folds, seeds=seeds, recipe=recipe,
                                       device=device, progress=progress, fit_view=fit_view)
     results = {"label_errors": run_check(view, "label_errors", label_field=label_field, filter_by=filter_by)}
