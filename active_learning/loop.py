@@ -52,6 +52,8 @@ class LoopConfig:
         include_review_queue: also push the samples queued for review (label errors) in the next round.
         project_title: the Label Studio project (default: ``curation: <dataset>``).
         media: how images reach Label Studio (``auto``, ``local-files``, ``upload``).
+        epochs / min_steps: override the fixed recipe's epochs and its floor on optimizer steps per training
+            (None: the recipe's own).
     """
 
     label_field: str = "ground_truth"
@@ -64,14 +66,15 @@ class LoopConfig:
     initial_size: int = 100
     seed: int = 0
     epochs: int | None = None
+    min_steps: int | None = None
     include_review_queue: bool = True
     project_title: str = ""
     media: str = "auto"
 
     def recipe(self) -> Recipe:
-        """The fixed recipe with this loop's seed (and epochs, when overridden)."""
-        recipe = Recipe(seed=self.seed)
-        return recipe if self.epochs is None else Recipe(epochs=self.epochs, seed=self.seed)
+        """The fixed recipe with this loop's seed (and epochs / min_steps, when overridden)."""
+        overrides = {k: v for k, v in (("epochs", self.epochs), ("min_steps", self.min_steps)) if v is not None}
+        return Recipe(seed=self.seed, **overrides)
 
 
 @dataclass

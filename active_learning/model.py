@@ -32,11 +32,16 @@ class Recipe:
     translations of up to ``translate_px`` pixels (no flips: they change the meaning of digits). After training,
     BatchNorm running statistics are recomputed exactly over the training images: short trainings (few steps)
     otherwise leave them near their initial values and the model looks broken in eval mode.
+
+    ``epochs`` passes over the data, but never fewer than ``min_steps`` optimizer steps: with a fixed number of
+    epochs a small labeled set (an early active-learning round) gets few steps and an undertrained model, whose
+    accuracy and uncertainty both suffer (docs/active_learning.md).
     """
 
     architecture: str = "torchvision.models.resnet18"
     image_size: int = 32
     epochs: int = 12
+    min_steps: int = 0
     batch_size: int = 128
     optimizer: str = "sgd-nesterov"
     max_lr: float = 0.05
@@ -54,6 +59,15 @@ class Recipe:
     def with_seed(self, seed: int) -> "Recipe":
         """The same recipe with another seed."""
         return replace(self, seed=seed)
+
+
+def epochs_for(recipe: Recipe, num_images: int) -> int:
+    """Epochs the recipe trains on ``num_images`` images: ``recipe.epochs``, raised so that training takes at least
+    ``recipe.min_steps`` optimizer steps (full batches; the ragged last batch is dropped)."""
+    if num_images < 1:
+        raise DataError("Training needs at least one image.")
+    steps_per_epoch = max(1, num_images // min(recipe.batch_size, num_images))
+    return max(recipe.epochs, -(-recipe.min_steps // steps_per_epoch))
 
 
 def select_device(requested: str | None = None) -> str:
@@ -199,17 +213,18 @@ class FixedModel:
         n = len(images)
         batch_size = min(recipe.batch_size, n)
         steps_per_epoch = max(1, n // batch_size)  # drop the ragged last batch: BatchNorm needs > 1 sample
+        epochs = epochs_for(recipe, n)
         optimizer = torch.optim.SGD(
             net.parameters(), lr=recipe.max_lr, momentum=recipe.momentum, nesterov=True,
             weight_decay=recipe.weight_decay,
         )
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=recipe.max_lr, epochs=recipe.epochs, steps_per_epoch=steps_per_epoch
+            optimizer, max_lr=recipe.max_lr, epochs=epochs, steps_per_epoch=steps_per_epoch
         )
         started = time.perf_counter()
         net.train()
         with _deterministic(not cuda):
-            for epoch in range(recipe.epochs):
+            for epoch in range(epochs):
                 order = torch.randperm(n, generator=generator)
                 for step in range(steps_per_epoch):
                     index = order[step * batch_size : (step + 1) * batch_size]
@@ -226,13 +241,14 @@ class FixedModel:
                     optimizer.step()
                     scheduler.step()
                 if progress is not None:
-                    progress((epoch + 1) / recipe.epochs, f"epoch {epoch + 1}/{recipe.epochs} loss {loss.item():.3f}")
+                    progress((epoch + 1) / epochs, f"epoch {epoch + 1}/{epochs} loss {loss.item():.3f}")
         if recipe.recalibrate_batchnorm:
             _recalibrate_batchnorm(net, data, self.device_, mean, std, batch_size)
         net.eval()
         self.net_ = net
         self.train_seconds_ = time.perf_counter() - started
         self.n_train_ = n
+        self.epochs_ = epochs
         return self
 
     # -- inference ----------------------------------------------------------------------------------

@@ -45,6 +45,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=None, help="default: 500 (GPU) / 200 (CPU)")
     parser.add_argument("--max-labels", type=int, default=None, help="default: 10000 (GPU) / 1000 (CPU)")
     parser.add_argument("--epochs", type=int, default=None, help="default: the fixed recipe's")
+    parser.add_argument("--min-steps", type=int, default=None,
+                        help="the recipe's floor on optimizer steps per training (default: the fixed recipe's)")
+    parser.add_argument("--no-random-curve", action="store_true",
+                        help="arrays backend with --reference-labels: skip random's curve, compare with the reference")
     parser.add_argument("--backend", choices=("label-studio", "arrays"), default="label-studio")
     parser.add_argument("--jobs", type=int, default=1, help="arrays backend: curves computed in parallel processes")
     parser.add_argument("--log", default=None, help="arrays backend: append one JSON line per round to this file")
@@ -133,7 +137,12 @@ def _setting(args, gpu: bool) -> dict:
     }
 
 
-def _arrays(setting: dict, seed: int, epochs: int | None):
+def _recipe_kw(args) -> dict:
+    """The recipe fields the command line overrides (recorded in the JSON)."""
+    return {k: v for k, v in (("epochs", args.epochs), ("min_steps", args.min_steps)) if v is not None}
+
+
+def _arrays(setting: dict, seed: int, recipe_kw: dict):
     """The recipe and the pool / test arrays of the setting: the same pool and test view for every strategy and seed."""
     import numpy as np
 
@@ -146,7 +155,7 @@ def _arrays(setting: dict, seed: int, epochs: int | None):
     rng = np.random.default_rng(0)
     pool_index = np.sort(rng.choice(len(train_x), size=min(setting["pool_size"], len(train_x)), replace=False))
     test_index = np.sort(rng.choice(len(test_x), size=min(setting["test_size"], len(test_x)), replace=False))
-    recipe = Recipe(seed=seed) if epochs is None else Recipe(epochs=epochs, seed=seed)
+    recipe = Recipe(seed=seed, **recipe_kw)
     return (recipe, arrays_to_model_input(train_x[pool_index], recipe.image_size), train_y[pool_index].astype(np.int64),
             arrays_to_model_input(test_x[test_index], recipe.image_size), test_y[test_index].astype(np.int64))
 
@@ -175,13 +184,13 @@ def _select_round(name: str, model, pool, labeled, n: int, random_state: int):
     return candidates[picked]
 
 
-def array_curve(strategy: str, seed: int, setting: dict, epochs: int | None, device: str, log: str | None) -> list:
+def array_curve(strategy: str, seed: int, setting: dict, recipe_kw: dict, device: str, log: str | None) -> list:
     """One learning curve on arrays: the loop's select -> (truth as the annotation) -> retrain -> evaluate."""
     import numpy as np
 
     from active_learning.model import FixedModel
 
-    recipe, pool, truth, test, test_labels = _arrays(setting, seed, epochs)
+    recipe, pool, truth, test, test_labels = _arrays(setting, seed, recipe_kw)
     labeled = np.zeros(len(pool), dtype=bool)
     model, points, round_index = None, [], 0
     while True:
@@ -194,7 +203,7 @@ def array_curve(strategy: str, seed: int, setting: dict, epochs: int | None, dev
         accuracy = float((model.predict(test) == test_labels).mean())
         point = {"strategy": strategy, "seed": seed, "round": round_index, "labels": int(labeled.sum()),
                  "accuracy": round(accuracy, 4), "select_s": round(select_seconds, 2),
-                 "train_s": round(model.train_seconds_, 1)}
+                 "train_s": round(model.train_seconds_, 1), "epochs_run": model.epochs_, **recipe_kw}
         print(json.dumps(point), flush=True)
         if log:
             with open(log, "a") as handle:
@@ -205,14 +214,14 @@ def array_curve(strategy: str, seed: int, setting: dict, epochs: int | None, dev
             return points
 
 
-def random_reference(seed: int, setting: dict, labels: int, epochs: int | None, device: str) -> float:
+def random_reference(seed: int, setting: dict, labels: int, recipe_kw: dict, device: str) -> float:
     """Random's accuracy at ``labels`` labels with one training: random's picks need no model, so the label set
     its curve would hold at that point is replayed round by round and the fixed model trained on it once."""
     import numpy as np
 
     from active_learning.model import FixedModel
 
-    recipe, pool, truth, test, test_labels = _arrays(setting, seed, epochs)
+    recipe, pool, truth, test, test_labels = _arrays(setting, seed, recipe_kw)
     labeled = np.zeros(len(pool), dtype=bool)
     round_index = 0
     while labeled.sum() < labels and not labeled.all():
@@ -222,7 +231,7 @@ def random_reference(seed: int, setting: dict, labels: int, epochs: int | None, 
     model = FixedModel(10, recipe, device=device).fit(pool[labeled], truth[labeled])
     accuracy = float((model.predict(test) == test_labels).mean())
     print(json.dumps({"strategy": "random", "seed": seed, "labels": int(labeled.sum()), "accuracy": round(accuracy, 4),
-                      "reference": True}), flush=True)
+                      "reference": True, "epochs_run": model.epochs_, **recipe_kw}), flush=True)
     return accuracy
 
 
@@ -236,12 +245,18 @@ def main_arrays(args) -> None:
     gpu = device.startswith("cuda")
     setting = _setting(args, gpu)
     strategies = ["random"] + [s for s in args.strategies.split(",") if s and s != "random"]
-    reused = reuse_curves(args.reuse_log, setting) if args.reuse_log else {}
+    if args.no_random_curve:
+        if not args.reference_labels:
+            parser_error = "--no-random-curve needs --reference-labels (random's accuracy to compare with)"
+            raise SystemExit(parser_error)
+        strategies.remove("random")
+    recipe_kw = _recipe_kw(args)
+    reused = reuse_curves(args.reuse_log, setting, recipe_kw) if args.reuse_log else {}
     work = [(s, seed) for seed in setting["seeds"] for s in strategies if (s, seed) not in reused]
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=max(1, args.jobs), mp_context=multiprocessing.get_context("spawn")) as pool:
         results = list(pool.map(array_curve, [w[0] for w in work], [w[1] for w in work], [setting] * len(work),
-                                [args.epochs] * len(work), [device] * len(work), [args.log] * len(work)))
+                                [recipe_kw] * len(work), [device] * len(work), [args.log] * len(work)))
     computed = dict(zip(work, results))
     curves: dict[str, list] = {}
     for seed in setting["seeds"]:
@@ -254,7 +269,7 @@ def main_arrays(args) -> None:
             n_seeds = len(setting["seeds"])
             reference = (args.reference_labels,
                          list(pool.map(random_reference, setting["seeds"], [setting] * n_seeds,
-                                       [args.reference_labels] * n_seeds, [args.epochs] * n_seeds,
+                                       [args.reference_labels] * n_seeds, [recipe_kw] * n_seeds,
                                        [device] * n_seeds)))
     overhead_file = ROOT / "benchmarks" / "results" / "active_learning_cpu.json"
     overhead = json.loads(overhead_file.read_text()).get("round_overhead_seconds") if overhead_file.exists() else None
@@ -263,14 +278,17 @@ def main_arrays(args) -> None:
                    "Studio: round_overhead_seconds is the label-studio backend's CPU measurement)",
            reference=reference, out_path=args.out,
            reused={f"{strategy} seed {seed}": args.reuse_log for strategy, seed in sorted(reused)
-                   if strategy in strategies and seed in setting["seeds"]})
+                   if strategy in strategies and seed in setting["seeds"]}, recipe_kw=recipe_kw)
 
 
-def reuse_curves(path: str, setting: dict) -> dict[tuple[str, int], list[tuple[int, float]]]:
-    """Complete curves (every round up to the setting's max labels) from an earlier run's JSON-lines log."""
+def reuse_curves(path: str, setting: dict, recipe_kw: dict) -> dict[tuple[str, int], list[tuple[int, float]]]:
+    """Complete curves (every round up to the setting's max labels) from an earlier run's JSON-lines log, made with
+    the same recipe overrides."""
     rounds: dict[tuple[str, int], dict[int, tuple[int, float]]] = {}
     for line in Path(path).read_text().splitlines():
         point = json.loads(line)
+        if any(point.get(k) != recipe_kw.get(k) for k in ("epochs", "min_steps")):
+            continue
         rounds.setdefault((point["strategy"], point["seed"]), {})[point["round"]] = (point["labels"],
                                                                                     point["accuracy"])
     complete = {}
@@ -283,7 +301,7 @@ def reuse_curves(path: str, setting: dict) -> dict[tuple[str, int], list[tuple[i
 
 def finish(curves: dict, setting: dict, device: str, started: float, overhead, backend: str,
            reference: tuple[int, list[float]] | None = None, out_path: str | None = None,
-           reused: dict[str, str] | None = None) -> None:
+           reused: dict[str, str] | None = None, recipe_kw: dict | None = None) -> None:
     """Mean curves, labels needed to match random's accuracy at the largest budget (or at ``reference``'s label
     count, measured separately), the JSON and the PNG."""
     gpu = device.startswith("cuda")
@@ -309,6 +327,7 @@ def finish(curves: dict, setting: dict, device: str, started: float, overhead, b
                       if reference else "")
                    + ("" if gpu or full else " (CPU: a smaller setting than the full 500->10k, 3-seed one)"),
         "backend": backend,
+        "recipe_overrides": recipe_kw or {},
         **({"reused_curves": reused} if reused else {}),
         "device": device,
         "seconds": round(time.perf_counter() - started, 1),
@@ -316,7 +335,7 @@ def finish(curves: dict, setting: dict, device: str, started: float, overhead, b
     path = Path(out_path) if out_path else ROOT / "benchmarks" / "results" / f"active_learning_{device.split(':')[0]}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2) + "\n")
-    plot(mean_curves, path.with_suffix(".png"), out["setting"])
+    plot(mean_curves, path.with_suffix(".png"), out["setting"], (target_labels, target) if reference else None)
     print(json.dumps(out))
 
 
@@ -344,7 +363,8 @@ def measure_overhead(base, client, LoopConfig, init_loop, run_round, list_rounds
     return result
 
 
-def plot(curves: dict[str, list[tuple[int, float]]], path: Path, title: str) -> None:
+def plot(curves: dict[str, list[tuple[int, float]]], path: Path, title: str,
+         reference: tuple[int, float] | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -354,6 +374,9 @@ def plot(curves: dict[str, list[tuple[int, float]]], path: Path, title: str) -> 
     for strategy, curve in curves.items():
         axis.plot([n for n, _ in curve], [a for _, a in curve], marker="o", label=strategy,
                   linestyle="--" if strategy == "random" else "-")
+    if reference:
+        axis.axhline(reference[1], color="grey", linestyle=":",
+                     label=f"random at {reference[0]:,} labels ({reference[1]:.4f})")
     axis.set_xlabel("labels")
     axis.set_ylabel("test accuracy")
     import textwrap

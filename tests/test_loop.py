@@ -187,11 +187,13 @@ def test_embedding_strategies_select_through_the_loop(pool_dataset, client, stra
     from active_learning.model import FixedModel
     from active_learning.strategies import select
 
-    config = LoopConfig(**{**CONFIG, "strategy": strategy}, project_title=f"e-{pool_dataset.name[-40:]}")
+    config = LoopConfig(**{**CONFIG, "strategy": strategy, "min_steps": 4},
+                        project_title=f"e-{pool_dataset.name[-40:]}")
     init_loop(pool_dataset, config, client)
     first = run_round(pool_dataset, client, simulate_field="ground_truth")
     pool_dataset.reload()
     model = FixedModel.load(first.checkpoint, first.checkpoint_sha256)
+    assert model.recipe.min_steps == 4 and model.recipe.epochs == 1, "the loop's recipe overrides reach the model"
     pool = candidates(pool_dataset, config, [first])
     ids, paths = pool.values(["id", "filepath"])
     probs, embeddings = model.predict_proba_and_embed(load_images(paths, model.recipe.image_size))

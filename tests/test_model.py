@@ -10,7 +10,7 @@ import pytest
 
 from active_learning.errors import DataError, ModelError
 from active_learning.images import arrays_to_model_input
-from active_learning.model import FixedModel, Recipe, cross_val_proba, recipe_fingerprint
+from active_learning.model import FixedModel, Recipe, cross_val_proba, epochs_for, recipe_fingerprint
 
 TINY = Recipe(epochs=1, batch_size=32)
 
@@ -222,3 +222,28 @@ def test_recipe_is_recorded_stably() -> None:
     assert recipe_fingerprint(recipe) == recipe_fingerprint(Recipe())
     assert recipe_fingerprint(recipe.with_seed(1)) != recipe_fingerprint(recipe)
     assert recipe.with_seed(1).seed == 1 and recipe.seed == 0
+
+
+def test_epochs_for_the_step_floor() -> None:
+    recipe = Recipe(epochs=12, batch_size=128, min_steps=1000)
+    assert epochs_for(recipe, 5000) == 26  # 39 full batches per epoch: 26 epochs = 1,014 steps
+    assert epochs_for(recipe, 10000) == 13  # 78 per epoch
+    assert epochs_for(recipe, 200000) == 12  # the floor never lowers the recipe's epochs
+    assert epochs_for(Recipe(epochs=12), 500) == 12  # no floor by default
+    assert epochs_for(Recipe(epochs=1, batch_size=128, min_steps=10), 50) == 10  # one (partial) batch per epoch
+    with pytest.raises(DataError):
+        epochs_for(recipe, 0)
+    old = {k: v for k, v in Recipe().to_dict().items() if k != "min_steps"}  # a run recorded before the field
+    assert Recipe(**old).min_steps == 0
+
+
+def test_fit_trains_at_least_min_steps(digits) -> None:
+    """100 images in batches of 32 give 3 steps per epoch: a floor of 20 steps means 7 epochs, through the whole
+    one-cycle schedule (which refuses to step past its end)."""
+    images, labels = digits
+    seen: list[str] = []
+    model = FixedModel(10, Recipe(epochs=1, batch_size=32, min_steps=20), device="cpu")
+    model.fit(images[:100], labels[:100], progress=lambda fraction, message: seen.append(message))
+    assert model.epochs_ == 7 and len(seen) == 7 and seen[-1].startswith("epoch 7/7")
+    plain = FixedModel(10, Recipe(epochs=1, batch_size=32), device="cpu").fit(images[:100], labels[:100])
+    assert plain.epochs_ == 1
