@@ -61,6 +61,10 @@ class Recipe:
         return replace(self, seed=seed)
 
 
+#: The active-learning loop's floor on optimizer steps per round (``LoopConfig.min_steps``; docs/active_learning.md).
+LOOP_MIN_STEPS = 1000
+
+
 def epochs_for(recipe: Recipe, num_images: int) -> int:
     """Epochs the recipe trains on ``num_images`` images: ``recipe.epochs``, raised so that training takes at least
     ``recipe.min_steps`` optimizer steps (full batches; the ragged last batch is dropped)."""

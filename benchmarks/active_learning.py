@@ -46,7 +46,7 @@ def main() -> None:
     parser.add_argument("--max-labels", type=int, default=None, help="default: 10000 (GPU) / 1000 (CPU)")
     parser.add_argument("--epochs", type=int, default=None, help="default: the fixed recipe's")
     parser.add_argument("--min-steps", type=int, default=None,
-                        help="the recipe's floor on optimizer steps per training (default: the fixed recipe's)")
+                        help="floor on optimizer steps per training (default: the loop's, 1000; 0: epochs alone)")
     parser.add_argument("--no-random-curve", action="store_true",
                         help="arrays backend with --reference-labels: skip random's curve, compare with the reference")
     parser.add_argument("--backend", choices=("label-studio", "arrays"), default="label-studio")
@@ -103,7 +103,8 @@ def main() -> None:
                     dataset = base.clone(name, persistent=False)
                     config = LoopConfig(label_field="al_label", eval_field="ground_truth", strategy=strategy,
                                         batch_size=batch, initial_size=initial, seed=seed, epochs=args.epochs,
-                                        include_review_queue=False, project_title=f"bench {strategy} {seed}")
+                                        include_review_queue=False, project_title=f"bench {strategy} {seed}",
+                                        **({} if args.min_steps is None else {"min_steps": args.min_steps}))
                     init_loop(dataset, config, client)
                     points = []
                     while True:
@@ -138,8 +139,12 @@ def _setting(args, gpu: bool) -> dict:
 
 
 def _recipe_kw(args) -> dict:
-    """The recipe fields the command line overrides (recorded in the JSON)."""
-    return {k: v for k, v in (("epochs", args.epochs), ("min_steps", args.min_steps)) if v is not None}
+    """What the recipe differs in from the fixed one (recorded in the JSON and the log): the loop's step floor
+    unless ``--min-steps`` says otherwise, and ``--epochs``."""
+    from active_learning.model import LOOP_MIN_STEPS
+
+    kw = {"min_steps": LOOP_MIN_STEPS if args.min_steps is None else args.min_steps}
+    return kw if args.epochs is None else {**kw, "epochs": args.epochs}
 
 
 def _arrays(setting: dict, seed: int, recipe_kw: dict):
@@ -287,7 +292,7 @@ def reuse_curves(path: str, setting: dict, recipe_kw: dict) -> dict[tuple[str, i
     rounds: dict[tuple[str, int], dict[int, tuple[int, float]]] = {}
     for line in Path(path).read_text().splitlines():
         point = json.loads(line)
-        if any(point.get(k) != recipe_kw.get(k) for k in ("epochs", "min_steps")):
+        if point.get("epochs") != recipe_kw.get("epochs") or point.get("min_steps", 0) != recipe_kw["min_steps"]:
             continue
         rounds.setdefault((point["strategy"], point["seed"]), {})[point["round"]] = (point["labels"],
                                                                                     point["accuracy"])
@@ -350,8 +355,8 @@ def measure_overhead(base, client, LoopConfig, init_loop, run_round, list_rounds
     dataset = base.clone("curation-bench-al-overhead", persistent=False)
     size = min(1000, len(dataset.match_tags("pool")))
     config = LoopConfig(label_field="al_label", eval_field="ground_truth", strategy="random", batch_size=size,
-                        initial_size=size, seed=0, epochs=epochs or 1, include_review_queue=False,
-                        project_title="bench overhead")
+                        initial_size=size, seed=0, epochs=epochs or 1, min_steps=0, include_review_queue=False,
+                        project_title="bench overhead")  # its training is not part of the overhead: keep it short
     init_loop(dataset, config, client)
     state = run_round(dataset, client, simulate_field="ground_truth")
     timings = {k: state.timings.get(k, 0.0) for k in ("select", "push", "ingest")}

@@ -339,7 +339,7 @@ def _loop_config(args: argparse.Namespace):
 
     return LoopConfig(label_field=args.label_field, eval_field=args.eval_field, strategy=args.strategy,
                       batch_size=args.batch_size, initial_size=args.initial_size, seed=args.seed, epochs=args.epochs,
-                      min_steps=args.min_steps,
+                      **({} if args.min_steps is None else {"min_steps": args.min_steps}),
                       include_review_queue=not args.no_review_queue, project_title=args.project_title or "",
                       media=args.media)
 
@@ -574,7 +574,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int, default=None, help="override the fixed recipe's epochs (recorded)")
     p.add_argument("--min-steps", type=int, default=None,
-                   help="train every round for at least this many optimizer steps (recorded; default: the recipe's)")
+                   help="train every round for at least this many optimizer steps (recorded; default 1000; "
+                        "0 trains exactly --epochs)")
     p.add_argument("--no-review-queue", action="store_true", help="do not push samples queued for review")
     p.add_argument("--project-title", default=None)
     p.add_argument("--media", default="auto", choices=["auto", "local-files", "upload"])

@@ -48,7 +48,7 @@ def loop_dataset(label_studio, dataset_name, tmp_path):
     client = connect(LabelStudioSettings(url=label_studio.url, api_key=label_studio.personal_access_token,
                                          timeout=60))
     config = LoopConfig(label_field="al_label", eval_field="ground_truth", strategy="margin", batch_size=BATCH,
-                        initial_size=INITIAL, epochs=1, project_title=f"app-{dataset_name[-40:]}")
+                        initial_size=INITIAL, epochs=1, min_steps=0, project_title=f"app-{dataset_name[-40:]}")
     project_id = init_loop(dataset, config, client)
     first = run_round(dataset, client, simulate_field="ground_truth")
     second = run_round(dataset, client)  # no annotator: pushed, waiting

@@ -36,7 +36,7 @@ def project_tasks(client, project_id: int) -> list:
 
 
 CONFIG = dict(label_field="al_label", eval_field="ground_truth", strategy="margin", batch_size=20, initial_size=30,
-              epochs=1)
+              epochs=1, min_steps=0)  # tiny trainings: exactly one epoch, no step floor
 
 
 def test_two_rounds_simulated_with_provenance_and_resume(pool_dataset, client):
@@ -142,6 +142,25 @@ def test_kill_9_mid_round_then_resume(pool_dataset, client, label_studio):
     assert len(pool_dataset.exists("al_label.label")) == 30, "no lost or duplicated labels"
     status = run_cli(["al", "status", pool_dataset.name], env)
     assert "round   0  random" in status.stdout and "labels     30" in status.stdout
+
+
+def test_a_loop_recorded_before_the_step_floor_keeps_training_without_it(pool_dataset):
+    """The model and recipe are fixed per loop: a loop recorded without ``min_steps`` resumes with none, while a new
+    loop gets the default floor."""
+    from dataclasses import asdict
+
+    from active_learning.loop import LOOP_RUN_KEY, load_config
+    from active_learning.model import LOOP_MIN_STEPS
+    from active_learning.runs import record_run
+
+    old = {k: v for k, v in asdict(LoopConfig(**{**CONFIG, "min_steps": 5})).items() if k != "min_steps"}
+    record_run(pool_dataset, LOOP_RUN_KEY, {"kind": "al_loop", **old}, {"project_id": 7, "classes": ["0", "1"]})
+    loaded, project_id = load_config(pool_dataset)
+    assert project_id == 7 and loaded.min_steps == 0 and loaded.recipe().min_steps == 0
+    assert loaded == LoopConfig(**CONFIG)
+    fresh = LoopConfig()
+    assert fresh.min_steps == LOOP_MIN_STEPS == 1000 and fresh.recipe().min_steps == 1000
+    assert fresh.recipe().epochs == 12 and LoopConfig(epochs=3).recipe().epochs == 3
 
 
 def test_init_refuses_without_pool(dataset_name, client, tmp_path):
