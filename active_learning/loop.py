@@ -75,7 +75,7 @@ class LoopConfig:
     media: str = "auto"
 
     def recipe(self) -> Recipe:
-        """The fixed recipe with this loop's seed (and epochs / min_steps, when overridden)."""
+        """The fixed recipe with this loop's seed and step floor (and epochs, when overridden)."""
         overrides = {} if self.epochs is None else {"epochs": self.epochs}
         return Recipe(seed=self.seed, min_steps=self.min_steps, **overrides)
 

@@ -252,8 +252,7 @@ def main_arrays(args) -> None:
     strategies = ["random"] + [s for s in args.strategies.split(",") if s and s != "random"]
     if args.no_random_curve:
         if not args.reference_labels:
-            parser_error = "--no-random-curve needs --reference-labels (random's accuracy to compare with)"
-            raise SystemExit(parser_error)
+            raise SystemExit("--no-random-curve needs --reference-labels (random's accuracy to compare with)")
         strategies.remove("random")
     recipe_kw = _recipe_kw(args)
     reused = reuse_curves(args.reuse_log, setting, recipe_kw) if args.reuse_log else {}
