@@ -144,6 +144,17 @@ def _recalibrate_batchnorm(net, data, device: str, mean, std, batch_size: int) -
         layer.momentum = momentum
 
 
+def shifted(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """``images`` (N, C, H, W) moved ``dy`` pixels down and ``dx`` right, the uncovered border filled with zeros."""
+    h, w = images.shape[2:]
+    if abs(dy) >= h or abs(dx) >= w:
+        raise DataError(f"A shift of ({dy}, {dx}) pixels moves {h}x{w} images out of the frame.")
+    out = np.zeros_like(images)
+    out[:, :, max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = \
+        images[:, :, max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)]
+    return out
+
+
 def _softmax(logits: np.ndarray) -> np.ndarray:
     probs = np.exp(logits - logits.max(axis=1, keepdims=True))
     return (probs / probs.sum(axis=1, keepdims=True)).astype(np.float32)
@@ -256,10 +267,22 @@ class FixedModel:
         return self
 
     # -- inference ----------------------------------------------------------------------------------
-    def predict_proba(self, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
-        """Softmax probabilities, shape ``(N, num_classes)``, float32, rows summing to 1."""
-        logits, _ = self._forward(images, batch_size, want_logits=True, want_features=False)
-        return _softmax(logits)
+    def predict_proba(self, images: np.ndarray, batch_size: int = 512, tta_px: int = 0) -> np.ndarray:
+        """Softmax probabilities, shape ``(N, num_classes)``, float32, rows summing to 1.
+
+        ``tta_px > 0`` averages them over every shift of up to ``tta_px`` pixels in each direction
+        ((2 tta_px + 1)^2 copies, zero-filled like the training translations): steadier probabilities for
+        ranking label errors (docs/label_errors.md), at that many times the inference.
+        """
+        if tta_px < 0:
+            raise DataError(f"tta_px must be >= 0; got {tta_px}.")
+        total = np.zeros((len(images), self.num_classes), dtype=np.float64)
+        shifts = [(dy, dx) for dy in range(-tta_px, tta_px + 1) for dx in range(-tta_px, tta_px + 1)]
+        for dy, dx in shifts:
+            batch = images if dy == dx == 0 else shifted(images, dy, dx)
+            logits, _ = self._forward(batch, batch_size, want_logits=True, want_features=False)
+            total += _softmax(logits)
+        return (total / total.sum(axis=1, keepdims=True)).astype(np.float32)
 
     def predict_proba_and_embed(self, images: np.ndarray, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
         """``predict_proba`` and ``embed`` from one forward pass (half the inference of calling both)."""
@@ -413,11 +436,13 @@ def cross_val_proba(
     seeds: tuple[int, ...] | None = None,
     device: str | None = None,
     progress: ProgressCallback | None = None,
+    tta_px: int = 0,
 ) -> np.ndarray:
     """Out-of-sample predicted probabilities by stratified K-fold: every row comes from a model that never saw it.
 
     With several ``seeds`` the fold split and the training seed change together and the probabilities are
-    averaged (an ensemble), which steadies the ranking of borderline samples.
+    averaged (an ensemble), which steadies the ranking of borderline samples. ``tta_px``: see
+    ``FixedModel.predict_proba``.
     """
     from sklearn.model_selection import StratifiedKFold
 
@@ -447,7 +472,7 @@ def cross_val_proba(
 
             model = FixedModel(num_classes, recipe.with_seed(seed), device=device)
             model.fit(images[train_index], labels[train_index], progress=fold_progress)
-            probs[held_out] += model.predict_proba(images[held_out])
+            probs[held_out] += model.predict_proba(images[held_out], tta_px=tta_px)
             done += 1
     probs /= len(seeds)
     return (probs / probs.sum(axis=1, keepdims=True)).astype(np.float32)
@@ -462,6 +487,7 @@ def disjoint_proba(
     seeds: tuple[int, ...] | None = None,
     device: str | None = None,
     progress: ProgressCallback | None = None,
+    tta_px: int = 0,
 ) -> tuple[np.ndarray, FixedModel]:
     """Out-of-sample probabilities of ``images`` from models trained on a disjoint labeled split.
 
@@ -481,7 +507,7 @@ def disjoint_proba(
 
         model = FixedModel(num_classes, recipe.with_seed(seed), device=device)
         model.fit(fit_images, fit_labels, progress=seed_progress)
-        probs += model.predict_proba(images)
+        probs += model.predict_proba(images, tta_px=tta_px)
         first = first or model
     probs /= len(seeds)
     return (probs / probs.sum(axis=1, keepdims=True)).astype(np.float32), first

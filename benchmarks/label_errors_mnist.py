@@ -51,10 +51,15 @@ def main() -> None:
     parser.add_argument("--rank-method", default="self_confidence")
     parser.add_argument("--backend", choices=("fiftyone", "arrays"), default="fiftyone")
     parser.add_argument("--jobs", type=int, default=1, help="arrays backend: seeds trained in parallel processes")
+    parser.add_argument("--tta-px", type=int, default=0,
+                        help="arrays backend: average the probabilities over shifts of up to N pixels (test-time "
+                             "augmentation; label_errors_mnist_tta.py compares the settings)")
     parser.add_argument("--save-probs", default=None, help="arrays backend: write the per-seed probabilities (.npz)")
     args = parser.parse_args()
     if args.backend == "arrays":
         return main_arrays(args)
+    if args.tta_px:
+        raise SystemExit("--tta-px needs --backend arrays (the product's model run does not take it yet).")
 
     import fiftyone as fo
 
@@ -106,13 +111,15 @@ def main() -> None:
 def write_result(out: dict, device: str) -> None:
     """benchmarks/results/label_errors_mnist_<device>[_train-set].json, and the same JSON as the last line printed."""
     suffix = "_train-set" if out.get("split") == "train-set" else ""
+    suffix += f"_tta{out['tta_px']}" if out.get("tta_px") else ""
     path = ROOT / "benchmarks" / "results" / f"label_errors_mnist_{device.split(':')[0]}{suffix}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps(out))
 
 
-def seed_probs(seed: int, folds: int, epochs: int | None, device: str, split: str = "kfold") -> np.ndarray:
+def seed_probs(seed: int, folds: int, epochs: int | None, device: str, split: str = "kfold",
+               tta_px: int = 0) -> np.ndarray:
     """Out-of-sample probabilities of the MNIST test set from one seed (one process per seed).
 
     ``kfold``: the seed's K-fold over the test set. ``train-set``: a model trained on the disjoint training set.
@@ -129,8 +136,9 @@ def seed_probs(seed: int, folds: int, epochs: int | None, device: str, split: st
         train_images, train_labels = read_idx_pair(DATA / "mnist" / "train-images-idx3-ubyte.gz",
                                                    DATA / "mnist" / "train-labels-idx1-ubyte.gz")
         return disjoint_proba(arrays_to_model_input(train_images, recipe.image_size), train_labels.astype("int64"),
-                              images, 10, recipe, seeds=(seed,), device=device)[0]
-    return cross_val_proba(images, labels.astype("int64"), 10, folds, recipe, seeds=(seed,), device=device)
+                              images, 10, recipe, seeds=(seed,), device=device, tta_px=tta_px)[0]
+    return cross_val_proba(images, labels.astype("int64"), 10, folds, recipe, seeds=(seed,), device=device,
+                           tta_px=tta_px)
 
 
 def verified_counts(labels, probs, rank_method: str) -> dict:
@@ -160,7 +168,7 @@ def main_arrays(args) -> None:
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=max(1, args.jobs), mp_context=multiprocessing.get_context("spawn")) as pool:
         per_seed = list(pool.map(seed_probs, seeds, [args.folds] * len(seeds), [epochs] * len(seeds),
-                                 [device] * len(seeds), [args.split] * len(seeds)))
+                                 [device] * len(seeds), [args.split] * len(seeds), [args.tta_px] * len(seeds)))
     seconds = time.perf_counter() - started
     _, labels = read_idx_pair(DATA / "mnist" / "t10k-images-idx3-ubyte.gz",
                               DATA / "mnist" / "t10k-labels-idx1-ubyte.gz")
@@ -189,6 +197,7 @@ def main_arrays(args) -> None:
         "seeds": seeds,
         "epochs": epochs,
         "rank_method": args.rank_method,
+        "tta_px": args.tta_px,
         "backend": "arrays (the library's model and check on in-memory arrays; no FiftyOne)",
         "seconds": round(seconds, 1),
         "jobs": args.jobs,

@@ -10,7 +10,7 @@ import pytest
 
 from active_learning.errors import DataError, ModelError
 from active_learning.images import arrays_to_model_input
-from active_learning.model import FixedModel, Recipe, cross_val_proba, epochs_for, recipe_fingerprint
+from active_learning.model import FixedModel, Recipe, cross_val_proba, epochs_for, recipe_fingerprint, shifted
 
 TINY = Recipe(epochs=1, batch_size=32)
 
@@ -65,6 +65,31 @@ def test_output_shapes_and_probabilities(digits, trained: FixedModel) -> None:
     assert features.shape == (137, 512) and features.dtype == np.float32
     assert np.isfinite(features).all() and (features >= 0).all()  # after ReLU and average pooling
     assert features.std(axis=0).max() > 0  # the features differ between images
+
+
+def test_shifted_moves_pixels_and_fills_zeros() -> None:
+    images = np.arange(1, 2 * 3 * 5 * 5 + 1).reshape(2, 3, 5, 5).astype(np.uint8)
+    down_left = shifted(images, 2, -1)
+    np.testing.assert_array_equal(down_left[:, :, 2:, :4], images[:, :, :3, 1:])
+    assert (down_left[:, :, :2, :] == 0).all() and (down_left[:, :, :, 4] == 0).all()
+    np.testing.assert_array_equal(shifted(images, 0, 0), images)
+    np.testing.assert_array_equal(shifted(shifted(images, 0, 3), 0, -3)[..., :2], images[..., :2])
+    with pytest.raises(DataError, match="out of the frame"):
+        shifted(images, 5, 0)
+
+
+def test_test_time_augmentation_averages_the_shifted_copies(digits, trained: FixedModel) -> None:
+    images, _ = digits
+    batch = images[300:340]
+    tta = trained.predict_proba(batch, tta_px=1)
+    manual = np.mean([trained.predict_proba(shifted(batch, dy, dx)) for dy in (-1, 0, 1) for dx in (-1, 0, 1)],
+                     axis=0)
+    assert tta.shape == (40, 10) and np.allclose(tta.sum(axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(tta, manual / manual.sum(axis=1, keepdims=True), atol=1e-5)
+    assert np.abs(tta - trained.predict_proba(batch)).max() > 1e-4  # the shifted copies do change the output
+    np.testing.assert_array_equal(trained.predict_proba(batch, tta_px=0), trained.predict_proba(batch))
+    with pytest.raises(DataError, match="tta_px"):
+        trained.predict_proba(batch, tta_px=-1)
 
 
 def test_save_load_round_trip(digits, trained: FixedModel, tmp_path: Path) -> None:
