@@ -109,7 +109,7 @@ def main() -> None:
 
 
 def write_result(out: dict, device: str) -> None:
-    """benchmarks/results/label_errors_mnist_<device>[_train-set].json, and the same JSON as the last line printed."""
+    """benchmarks/results/label_errors_mnist_<device>[_train-set][_tta<N>].json, and the same JSON printed last."""
     suffix = "_train-set" if out.get("split") == "train-set" else ""
     suffix += f"_tta{out['tta_px']}" if out.get("tta_px") else ""
     path = ROOT / "benchmarks" / "results" / f"label_errors_mnist_{device.split(':')[0]}{suffix}.json"
