@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from active_learning.errors import DataError, ModelError
+from active_learning.errors import DataError, InputError, ModelError
 from active_learning.images import load_images
 from active_learning.model import FixedModel, ProgressCallback, Recipe, cross_val_proba, disjoint_proba, select_device
 from active_learning.runs import load_run, record_run
@@ -24,6 +24,7 @@ PROBS_FIELD = "model_probs"
 PREDICTION_FIELD = "model_prediction"
 EMBEDDING_FIELD = "model_embedding"
 DEFAULT_RUN_KEY = "curation_model"
+MAX_TTA_PX = 4  # 81 shifted copies; the fixed recipe trains with translations of up to 2 px (translate_px)
 
 
 @dataclass(frozen=True)
@@ -44,14 +45,21 @@ class ModelRunSummary:
     seconds: float
     split: str = "kfold"  # or "disjoint": a model trained on another view scored this one
     num_fit: int = 0  # disjoint: the labeled samples the model was trained on
+    tta_px: int = 0  # test-time augmentation: probabilities averaged over shifts of up to this many pixels
 
     @property
     def source(self) -> str:
         """How the probabilities are out-of-sample, in words."""
+        tta = f", {tta_description(self.tta_px)}" if self.tta_px else ""
         if self.split == "disjoint":
             return (f"model trained on a disjoint view of {self.num_fit} labeled samples, "
-                    f"seeds {list(self.seeds)}")
-        return f"{self.folds}-fold, seeds {list(self.seeds)}"
+                    f"seeds {list(self.seeds)}{tta}")
+        return f"{self.folds}-fold, seeds {list(self.seeds)}{tta}"
+
+
+def tta_description(tta_px: int) -> str:
+    """``tta_px`` in words, e.g. "averaged over 25 shifts of up to 2 px"."""
+    return f"averaged over {(2 * tta_px + 1) ** 2} shifts of up to {tta_px} px"
 
 
 def checkpoint_dir(dataset) -> Path:
@@ -72,6 +80,7 @@ def compute_model_outputs(
     run_key: str = DEFAULT_RUN_KEY,
     progress: ProgressCallback | None = None,
     fit_view=None,
+    tta_px: int = 0,
 ) -> ModelRunSummary:
     """Out-of-sample probabilities for every labeled sample of ``view``, a final model, embeddings, a checkpoint.
 
@@ -81,8 +90,16 @@ def compute_model_outputs(
     and the first seed's model is the final one. The final model's checkpoint is saved with its hash in the run;
     it embeds the view's samples and, when ``test_view`` is given, is evaluated there (test samples get
     predictions, never used for training).
+
+    ``tta_px > 0`` (test-time augmentation): every probability row, out-of-sample and test, is the mean over the
+    image's (2 tta_px + 1)^2 copies shifted by up to ``tta_px`` pixels (``FixedModel.predict_proba``). On the
+    MNIST test set, 2 px put more human-verified label errors in the top 50 (docs/label_errors.md); it costs
+    (2 tta_px + 1)^2 times the inference, a few percent of the training's time.
     """
     started = time.perf_counter()
+    if isinstance(tta_px, bool) or not isinstance(tta_px, int) or not 0 <= tta_px <= MAX_TTA_PX:
+        raise InputError(f"tta_px must be an integer from 0 (no test-time augmentation) to {MAX_TTA_PX}; "
+                         f"got {tta_px!r}.")
     recipe = recipe or Recipe()
     seeds = tuple(int(s) for s in seeds) or (recipe.seed,)
     dataset = view._dataset
@@ -107,17 +124,19 @@ def compute_model_outputs(
 
     if fit_arrays is None:
         probs = cross_val_proba(images, arrays.labels, k, folds, recipe, seeds, device,
-                                progress=lambda f, m: step(0.02 + 0.78 * f, m))
+                                progress=lambda f, m: step(0.02 + 0.78 * f, m), tta_px=tta_px)
         final = FixedModel(k, recipe, device=device).fit(
             images, arrays.labels, progress=lambda f, m: step(0.80 + 0.15 * f, f"final model: {m}"))
         how = f"out-of-sample, stratified {folds}-fold over the view"
     else:
         fit_images = load_images(fit_arrays.filepaths, recipe.image_size)
         probs, final = disjoint_proba(fit_images, fit_arrays.labels, images, k, recipe, seeds, device,
-                                      progress=lambda f, m: step(0.02 + 0.93 * f, m))
+                                      progress=lambda f, m: step(0.02 + 0.93 * f, m), tta_px=tta_px)
         del fit_images
         how = (f"out-of-sample, {len(seeds)} model(s) trained on a disjoint view of {len(fit_arrays.labels)} "
                "labeled samples")
+    if tta_px:
+        how += f", {tta_description(tta_px)}"
     embeddings = final.embed(images)
     ckpt = checkpoint_dir(dataset) / f"{run_key}.pt"
     sha = final.save(ckpt)
@@ -131,7 +150,7 @@ def compute_model_outputs(
         write_fields(dataset, ids, {EMBEDDING_FIELD: final.embed(load_images(paths, recipe.image_size))})
     test_accuracy, num_test = None, 0
     if test_view is not None and len(test_view):
-        test_accuracy, num_test = evaluate(final, test_view, label_field, arrays.classes)
+        test_accuracy, num_test = evaluate(final, test_view, label_field, arrays.classes, tta_px=tta_px)
     step(1.0, "done")
     oos_accuracy = float((probs.argmax(1) == arrays.labels).mean())
     summary = ModelRunSummary(
@@ -139,13 +158,13 @@ def compute_model_outputs(
         seeds=seeds, out_of_sample_accuracy=oos_accuracy, test_accuracy=test_accuracy, num_test=num_test,
         checkpoint=str(ckpt), checkpoint_sha256=sha, device=final.device_, seconds=time.perf_counter() - started,
         split="kfold" if fit_arrays is None else "disjoint",
-        num_fit=0 if fit_arrays is None else len(fit_arrays.labels),
+        num_fit=0 if fit_arrays is None else len(fit_arrays.labels), tta_px=tta_px,
     )
     record_run(
         view, run_key,
         config={"kind": "model_outputs", "label_field": label_field, "recipe": recipe.to_dict(),
                 "folds": folds if fit_arrays is None else None, "seeds": list(seeds), "probabilities": how,
-                "split": summary.split, "num_fit": summary.num_fit,
+                "split": summary.split, "num_fit": summary.num_fit, "tta_px": tta_px,
                 "classes": arrays.classes,
                 "fields": [PROBS_FIELD, PREDICTION_FIELD, EMBEDDING_FIELD]},
         results={"num_scored": summary.num_scored, "num_unlabeled_skipped": summary.num_unlabeled_skipped,
@@ -178,11 +197,11 @@ def _write_predictions(dataset, sample_ids: list[str], probs: np.ndarray, classe
     write_fields(dataset, sample_ids, columns)  # type: ignore[arg-type]
 
 
-def evaluate(model: FixedModel, view, label_field: str, classes: list[str]) -> tuple[float, int]:
+def evaluate(model: FixedModel, view, label_field: str, classes: list[str], tta_px: int = 0) -> tuple[float, int]:
     """Accuracy of ``model`` on the labeled samples of ``view``; writes ``model_prediction`` there too."""
     arrays: LabeledArrays = labeled_arrays(view, label_field, classes)
     images = load_images(arrays.filepaths, model.recipe.image_size)
-    probs = model.predict_proba(images)
+    probs = model.predict_proba(images, tta_px=tta_px)
     _write_predictions(view._dataset, arrays.sample_ids, probs, classes, None, write_probs=False)
     return float((probs.argmax(1) == arrays.labels).mean()), len(arrays.labels)
 

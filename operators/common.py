@@ -76,6 +76,31 @@ def fit_tag_input(ctx, inputs: types.Object) -> None:
                             "disjoint from the view, e.g. train when the view is the test split)")
 
 
+def model_settings_inputs(ctx, inputs: types.Object, several_seeds: bool) -> None:
+    """Folds, seed(s), epochs and test-time augmentation, prefilled with the stored model run's settings (so that
+    submitting unchanged reuses its probabilities), else the fixed recipe's defaults."""
+    from active_learning.model import Recipe
+    from active_learning.predictions import DEFAULT_RUN_KEY, MAX_TTA_PX
+    from active_learning.runs import load_run
+
+    config: dict = {}
+    if ctx.dataset is not None and DEFAULT_RUN_KEY in ctx.dataset.list_runs():
+        config = load_run(ctx.dataset, DEFAULT_RUN_KEY)[0]
+    seeds = config.get("seeds") or [0]
+    inputs.int("folds", default=config.get("folds") or 5, label="Folds (K-fold out-of-sample probabilities)")
+    if several_seeds:
+        inputs.str("seeds", default=",".join(str(s) for s in seeds), label="Seeds",
+                   description="comma-separated; several = an ensemble")
+    else:
+        inputs.int("seed", default=seeds[0], label="Seed")
+    inputs.int("epochs", default=config.get("recipe", {}).get("epochs", Recipe().epochs),
+               label=f"Epochs (the fixed recipe uses {Recipe().epochs}; recorded with the run)")
+    inputs.int("tta_px", default=int(config.get("tta_px", 0)), min=0, max=MAX_TTA_PX,
+               label="Test-time augmentation (pixels)",
+               description="average each image's probabilities over its shifts of up to this many pixels "
+                           "(0 = none; 2 ranked more verified MNIST label errors first, at 25x the inference)")
+
+
 def fit_view_of(ctx):
     """The samples to train on chosen by ``fit_tag_input``, or None for K-fold."""
     tag = ctx.params.get("fit_tag") or K_FOLD_CHOICE

@@ -16,11 +16,13 @@ from curation_app.common import (
     fit_tag_input,
     fit_view_of,
     label_field_input,
+    model_settings_inputs,
     reported,
     show_error,
     target_view,
     validate_label_field,
 )
+from curation_checks.label_errors import RANK_METHODS
 from curation_checks.pipelines import find_label_issues, worst_suspects
 
 ISSUE_TAG = "label_issue"
@@ -89,10 +91,11 @@ class FindLabelIssues(foo.Operator):
         if label_field is None:
             return types.Property(inputs)
         fit_tag_input(ctx, inputs)
-        inputs.int("folds", default=5, label="Folds (K-fold out-of-sample probabilities)")
-        inputs.str("seeds", default="0", label="Seeds", description="comma-separated; several = an ensemble")
-        inputs.int("epochs", default=Recipe().epochs, label="Epochs (recorded with the run)")
-        inputs.bool("recompute", default=False, label="Recompute probabilities even if present")
+        model_settings_inputs(ctx, inputs, several_seeds=True)
+        inputs.enum("rank_method", list(RANK_METHODS), default="self_confidence", label="Rank suspects by",
+                    description="cleanlab's label quality score")
+        inputs.bool("recompute", default=False, label="Recompute probabilities even if present",
+                    description="they are recomputed anyway when a setting above differs from theirs")
         validate_label_field(ctx, inputs, label_field)
         return types.Property(inputs)
 
@@ -100,12 +103,15 @@ class FindLabelIssues(foo.Operator):
         params = ctx.params
 
         def work() -> dict:
-            seeds = [int(s) for s in str(params.get("seeds", "0")).split(",") if s.strip()] or [0]
+            # A setting missing from the params (a script that names only some) reuses the stored probabilities'.
+            seeds = [int(s) for s in str(params.get("seeds") or "").split(",") if s.strip()] or None
+            seed = seeds[0] if seeds else 0
             report = find_label_issues(
                 target_view(ctx), label_field=params.get("label_field", "ground_truth"),
-                folds=int(params.get("folds", 5)), seeds=seeds,
-                recipe=Recipe(epochs=int(params.get("epochs", Recipe().epochs)), seed=seeds[0]),
-                recompute=bool(params.get("recompute", False)),
+                folds=_int_or_none(params.get("folds")), seeds=seeds,
+                recipe=None if params.get("epochs") is None else Recipe(epochs=int(params["epochs"]), seed=seed),
+                recompute=bool(params.get("recompute", False)), tta_px=_int_or_none(params.get("tta_px")),
+                rank_method=str(params.get("rank_method") or "self_confidence"),
                 progress=lambda fraction, message: ctx.set_progress(progress=fraction, label=message),
                 fit_view=fit_view_of(ctx),
             )
@@ -113,6 +119,10 @@ class FindLabelIssues(foo.Operator):
             return {"num_scored": summary["num_scored"], "num_issues": summary["num_issues"]}
 
         return reported(ctx, work, errors=(CurationError, ValueError))  # ValueError: seeds that are not integers
+
+
+def _int_or_none(value) -> int | None:
+    return None if value is None else int(value)
 
 
 class _SelectedSamplesOperator(foo.Operator):

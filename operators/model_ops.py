@@ -6,8 +6,8 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from active_learning.predictions import compute_model_outputs
-from curation_app.common import (fit_tag_input, fit_view_of, label_field_input, reported, target_view,
-                                 validate_label_field)
+from curation_app.common import (fit_tag_input, fit_view_of, label_field_input, model_settings_inputs, reported,
+                                 target_view, validate_label_field)
 from curation_checks.registry import available_checks
 from curation_checks.io import run_check
 
@@ -32,9 +32,7 @@ class ComputeModelOutputs(foo.Operator):
         if label_field is None:
             return types.Property(inputs)
         fit_tag_input(ctx, inputs)
-        inputs.int("folds", default=5, label="Folds", description="K of the stratified K-fold")
-        inputs.int("seed", default=0, label="Seed")
-        inputs.int("epochs", default=12, label="Epochs (the fixed recipe uses 12)")
+        model_settings_inputs(ctx, inputs, several_seeds=False)
         validate_label_field(ctx, inputs, label_field)
         return types.Property(inputs)
 
@@ -49,7 +47,7 @@ class ComputeModelOutputs(foo.Operator):
                 folds=int(params.get("folds", 5)), seeds=(int(params.get("seed", 0)),),
                 recipe=Recipe(epochs=int(params.get("epochs", 12)), seed=int(params.get("seed", 0))),
                 progress=lambda fraction, message: ctx.set_progress(progress=fraction, label=message),
-                fit_view=fit_view_of(ctx),
+                fit_view=fit_view_of(ctx), tta_px=int(params.get("tta_px", 0)),
             )
             return {"num_scored": summary.num_scored, "out_of_sample_accuracy": summary.out_of_sample_accuracy,
                     "run_key": summary.run_key, "probabilities": summary.source}

@@ -12,6 +12,7 @@ from active_learning.runs import load_run
 from active_learning.views import check_label_field
 from curation_checks.base import CheckResult
 from curation_checks.io import run_check
+from curation_checks.registry import get_check
 
 LABEL_ISSUE_CHECKS = ("label_errors", "near_duplicates", "outliers")
 
@@ -36,6 +37,7 @@ class LabelIssueReport:
     results: dict[str, CheckResult]
     model: ModelRunSummary | None  # None when existing out-of-sample probabilities were reused
     suspects: list[Suspect] = field(default_factory=list)
+    recomputed_because: list[str] = field(default_factory=list)  # the settings that differed from the stored run
 
 
 def has_out_of_sample_probs(view, label_field: str) -> bool:
@@ -46,20 +48,56 @@ def has_out_of_sample_probs(view, label_field: str) -> bool:
     return len(labeled) > 0 and len(labeled.exists(PROBS_FIELD)) == len(labeled)
 
 
-def recorded_split(view) -> str | None:
-    """How the stored probabilities were made (``kfold`` or ``disjoint``), from the model run; None without one."""
+def _model_config(view) -> dict | None:
     dataset = view._dataset
     if DEFAULT_RUN_KEY not in dataset.list_runs():
         return None
-    config, _ = load_run(dataset, DEFAULT_RUN_KEY)
-    return config.get("split", "kfold")  # runs before the disjoint split existed were K-fold
+    return load_run(dataset, DEFAULT_RUN_KEY)[0]
+
+
+def _recorded_recipe(config: dict) -> Recipe | None:
+    """The recipe a model run recorded (fields this version does not know are dropped), or None."""
+    from dataclasses import fields
+
+    recorded = config.get("recipe")
+    if not recorded:
+        return None
+    known = {f.name for f in fields(Recipe)}
+    return Recipe(**{k: v for k, v in recorded.items() if k in known})
+
+
+def changed_settings(view, disjoint: bool, folds: int | None = None, seeds: Sequence[int] | None = None,
+                     tta_px: int | None = None, recipe: Recipe | None = None) -> list[str]:
+    """The asked-for settings that differ from those the stored probabilities were made with, in words.
+
+    A setting left at None matches anything. Without a model run (probabilities the user wrote) only asking for
+    a disjoint split counts as a change. Runs older than a setting count as its default (K-fold, no TTA).
+    """
+    config = _model_config(view)
+    if config is None:
+        return ["a disjoint split (the stored probabilities have no model run)"] if disjoint else []
+    made_disjoint = config.get("split", "kfold") == "disjoint"
+    changed = []
+    if made_disjoint != disjoint:
+        changed.append("a disjoint split instead of K-fold" if disjoint else "K-fold instead of a disjoint split")
+    if folds is not None and not disjoint and config.get("folds") != folds:
+        changed.append(f"folds {config.get('folds')} -> {folds}")
+    if seeds is not None and list(config.get("seeds", [])) != [int(s) for s in seeds]:
+        changed.append(f"seeds {config.get('seeds')} -> {[int(s) for s in seeds]}")
+    if tta_px is not None and int(config.get("tta_px", 0)) != tta_px:
+        changed.append(f"tta_px {config.get('tta_px', 0)} -> {tta_px}")
+    if recipe is not None:
+        recorded = {k: v for k, v in config.get("recipe", {}).items() if k != "seed"}  # the seed is in seeds
+        asked = {k: v for k, v in recipe.to_dict().items() if k != "seed"}
+        changed += [f"recipe {k} {recorded.get(k)} -> {v}" for k, v in asked.items() if recorded.get(k) != v]
+    return changed
 
 
 def find_label_issues(
     view,
     label_field: str = "ground_truth",
-    folds: int = 5,
-    seeds: Sequence[int] = (0,),
+    folds: int | None = None,
+    seeds: Sequence[int] | None = None,
     recipe: Recipe | None = None,
     device: str | None = None,
     recompute: bool = False,
@@ -67,30 +105,43 @@ def find_label_issues(
     filter_by: str = "prune_by_noise_rate",
     progress: ProgressCallback | None = None,
     fit_view=None,
+    tta_px: int | None = None,
+    rank_method: str = "self_confidence",
 ) -> LabelIssueReport:
     """Out-of-sample probabilities (computed unless present), then label errors, near-duplicates and outliers.
 
     The probabilities come from a K-fold over ``view``, or, with ``fit_view`` (disjoint from ``view``), from
-    models trained on ``fit_view`` alone (see ``compute_model_outputs``); stored ones made the other way are
-    recomputed.
+    models trained on ``fit_view`` alone (see ``compute_model_outputs``). Stored ones are reused unless
+    ``recompute``, or a setting asked for here differs from the one they were made with (``changed_settings``):
+    K-fold or ``fit_view``, ``folds``, ``seeds``, ``tta_px``, ``recipe``. Settings left at None match what is
+    stored and, when recomputing, keep the stored model run's values (else the defaults: 5 folds, seed 0, the
+    fixed recipe, no test-time augmentation), so changing one setting changes only that one.
+    ``rank_method``: cleanlab's label quality score that orders the suspects (``self_confidence``,
+    ``normalized_margin`` or ``confidence_weighted_entropy``).
 
     Results are fields (prefixes ``label_issue_``, ``near_duplicate_``, ``outlier_``) and runs ``check_<name>``.
     """
     if len(view) == 0:
         raise DataError("The view is empty: select some samples (or clear the filter) and try again.")
     check_label_field(view, label_field)
+    get_check("label_errors", filter_by=filter_by, rank_method=rank_method)  # bad options fail before any training
     model = None
-    # Stored probabilities made the other way are recomputed; ones without a model run (written by the user) are
-    # kept unless a disjoint split is asked for.
-    made = recorded_split(view)
-    other_way = made != "disjoint" if fit_view is not None else made == "disjoint"
-    if recompute or other_way or not has_out_of_sample_probs(view, label_field):
-        model = compute_model_outputs(view, label_field=label_field, folds=folds, seeds=seeds, recipe=recipe,
-                                      device=device, progress=progress, fit_view=fit_view)
-    results = {"label_errors": run_check(view, "label_errors", label_field=label_field, filter_by=filter_by)}
+    changed = changed_settings(view, fit_view is not None, folds, seeds, tta_px, recipe)
+    if recompute or changed or not has_out_of_sample_probs(view, label_field):
+        stored = _model_config(view) or {}
+        folds = folds if folds is not None else stored.get("folds") or 5
+        seeds = tuple(seeds) if seeds is not None else tuple(stored.get("seeds") or (recipe.seed if recipe else 0,))
+        tta_px = tta_px if tta_px is not None else int(stored.get("tta_px", 0))
+        recipe = recipe if recipe is not None else _recorded_recipe(stored)
+        model = compute_model_outputs(view, label_field=label_field, folds=folds, seeds=seeds,
+                                      recipe=recipe.with_seed(seeds[0]) if recipe else None, device=device,
+                                      progress=progress, fit_view=fit_view, tta_px=tta_px)
+    results = {"label_errors": run_check(view, "label_errors", label_field=label_field, filter_by=filter_by,
+                                         rank_method=rank_method)}
     for name in LABEL_ISSUE_CHECKS[1:]:
         results[name] = run_check(view, name, label_field=label_field)
-    return LabelIssueReport(results=results, model=model, suspects=worst_suspects(view, label_field, top))
+    return LabelIssueReport(results=results, model=model, suspects=worst_suspects(view, label_field, top),
+                            recomputed_because=changed if model is not None else [])
 
 
 def worst_suspects(view, label_field: str = "ground_truth", top: int = 50) -> list[Suspect]:

@@ -12,6 +12,8 @@ from typing import Callable, Sequence
 from active_learning.errors import CurationError
 
 DEMO_DATASET = "curation-demo"
+TTA_HELP = ("test-time augmentation: average each image's probabilities over its shifts of up to N pixels "
+            "((2N+1)^2 copies; default 0 = none; 2 ranked more verified MNIST label errors first)")
 PLUGIN_LINK_NAME = "fiftyone-curation"
 
 
@@ -84,7 +86,7 @@ def _run_model(dataset, args: argparse.Namespace):
     try:
         summary = compute_model_outputs(view, label_field=args.label_field, folds=args.folds, seeds=args.seeds,
                                         recipe=recipe, device=args.device, test_view=test_view, progress=update,
-                                        fit_view=fit_view)
+                                        fit_view=fit_view, tta_px=args.tta_px)
     finally:
         close()
     return summary
@@ -179,14 +181,18 @@ def cmd_label_errors(args: argparse.Namespace) -> int:
 
     dataset = _load(args.dataset)
     view = dataset.match_tags(args.tag) if args.tag else dataset
-    recipe = Recipe(epochs=args.epochs, seed=args.seeds[0]) if args.epochs else Recipe(seed=args.seeds[0])
+    seed = args.seeds[0] if args.seeds else 0
+    recipe = Recipe(epochs=args.epochs, seed=seed) if args.epochs else None  # None: the stored run's, or the default
     update, close = _progress_bar("Label issues")
     try:
         report = find_label_issues(view, label_field=args.label_field, folds=args.folds, seeds=args.seeds,
                                    recipe=recipe, device=args.device, recompute=args.recompute, top=args.top,
-                                   progress=update, fit_view=_fit_view(dataset, args.fit_tag))
+                                   progress=update, fit_view=_fit_view(dataset, args.fit_tag), tta_px=args.tta_px,
+                                   rank_method=args.rank_method)
     finally:
         close()
+    if report.recomputed_because:
+        print(f"Recomputed the out-of-sample probabilities: {'; '.join(report.recomputed_because)}.")
     _print_label_issues(dataset.name, report, args.top)
     return 0
 
@@ -442,6 +448,8 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 # -- parser -------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
+    from curation_checks.label_errors import RANK_METHODS
+
     parser = argparse.ArgumentParser(prog="curation", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -451,6 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--seeds", type=_ints, default=[0], help="comma-separated seeds; several = an ensemble")
         p.add_argument("--epochs", type=int, default=None, help="override the fixed recipe's epochs (recorded)")
         p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+        p.add_argument("--tta-px", type=int, default=0, help=TTA_HELP)
         p.add_argument("--train-tag", default="train", help="tag of the samples to score ('' = all)")
         p.add_argument("--test-tag", default="test", help="tag of the held-out test samples ('' = none)")
         p.add_argument("--fit-tag", default="", help="train on the samples with this tag instead of K-fold (a split "
@@ -486,10 +495,14 @@ def build_parser() -> argparse.ArgumentParser:
                                             "near-duplicates and outliers")
     p.add_argument("dataset")
     p.add_argument("--label-field", default="ground_truth", help="Classification field with the labels")
-    p.add_argument("--folds", type=int, default=5, help="K of the stratified K-fold (default 5)")
-    p.add_argument("--seed", dest="seeds", type=lambda v: [int(v)], default=[0], help="training and fold seed")
+    p.add_argument("--folds", type=int, default=None, help="K of the stratified K-fold (default 5)")
+    p.add_argument("--seed", dest="seeds", type=lambda v: [int(v)], default=None, help="training and fold seed (0)")
     p.add_argument("--seeds", dest="seeds", type=_ints, help="several comma-separated seeds: an ensemble")
     p.add_argument("--epochs", type=int, default=None, help="override the fixed recipe's epochs (recorded)")
+    p.add_argument("--tta-px", type=int, default=None, help=TTA_HELP + "; stored probabilities made with other "
+                   "--folds/--seeds/--epochs/--tta-px are recomputed, unset ones reuse what is stored")
+    p.add_argument("--rank-method", default="self_confidence", choices=RANK_METHODS,
+                   help="cleanlab label quality score that ranks the suspects (default self_confidence)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     p.add_argument("--tag", default="", help="only samples with this tag (default: all)")
     p.add_argument("--fit-tag", default="", help="train on the samples with this tag (disjoint from --tag) instead "

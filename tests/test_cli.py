@@ -124,11 +124,21 @@ def test_label_errors_report_computes_probabilities_when_missing(dataset_name, c
     assert ranks == list(range(1, 360))
     again = run_cli(["label-errors", dataset_name, "--tag", "test", "--top", "5"], cli_env)
     assert again.returncode == 0 and "existing out-of-sample probabilities" in again.stdout
+    # Asking for a setting the stored probabilities were not made with recomputes them, and says why; the settings
+    # not given (2 folds, 1 epoch) stay those of the stored run.
+    tta = run_cli(["label-errors", dataset_name, "--tag", "test", "--tta-px", "1", "--top", "5",
+                   "--rank-method", "normalized_margin"], cli_env)
+    assert tta.returncode == 0, tta.stderr[-2000:]
+    assert "Recomputed the out-of-sample probabilities: tta_px 0 -> 1." in tta.stdout
+    assert "(2-fold, seeds [0], averaged over 9 shifts of up to 1 px)" in tta.stdout
+    assert "ranked by normalized_margin" in tta.stdout
     # A disjoint split instead of K-fold: models trained on the train tag score the test tag. The stored K-fold
-    # probabilities are not reused for it (no --recompute needed).
+    # probabilities are not reused for it (no --recompute needed); the stored run's TTA is kept.
     disjoint = run_cli(["label-errors", dataset_name, "--tag", "test", "--fit-tag", "train",
                         "--epochs", "1", "--top", "5"], cli_env)
     assert disjoint.returncode == 0, disjoint.stderr[-2000:]
-    assert "(model trained on a disjoint view of 1438 labeled samples, seeds [0])" in disjoint.stdout
+    assert "Recomputed the out-of-sample probabilities: a disjoint split instead of K-fold." in disjoint.stdout
+    assert ("(model trained on a disjoint view of 1438 labeled samples, seeds [0], averaged over 9 shifts of up to "
+            "1 px)") in disjoint.stdout
     overlap = run_cli(["label-errors", dataset_name, "--fit-tag", "train", "--recompute", "--epochs", "1"], cli_env)
     assert overlap.returncode == 2 and "both scored and trained on" in overlap.stderr

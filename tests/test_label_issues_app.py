@@ -104,3 +104,66 @@ def test_bad_probabilities_are_a_clear_error_and_write_nothing(planted):
         find_label_issues(dataset)
     assert "label_issue_score" not in dataset.get_field_schema()
     assert "check_label_errors" not in dataset.list_runs()
+
+
+# -- which settings the stored probabilities were made with -------------------------------------------------------
+def _record_model_run(dataset, **config) -> None:
+    from active_learning.model import Recipe
+    from active_learning.predictions import DEFAULT_RUN_KEY
+    from active_learning.runs import record_run
+
+    record_run(dataset, DEFAULT_RUN_KEY, {"kind": "model_outputs", "recipe": Recipe(seed=0).to_dict(), **config},
+               {"num_scored": len(dataset)})
+
+
+def test_changed_settings_names_what_differs_from_the_stored_run(planted):
+    from active_learning.model import Recipe
+    from curation_checks.pipelines import changed_settings
+
+    dataset, _ = planted
+    # Probabilities without a model run (written by the user): only a disjoint split is a change.
+    assert changed_settings(dataset, False, folds=3, seeds=[4], tta_px=1) == []
+    assert changed_settings(dataset, True) != []
+    _record_model_run(dataset, split="kfold", folds=5, seeds=[0, 1], tta_px=2)
+    assert changed_settings(dataset, False) == [], "unset settings match anything"
+    assert changed_settings(dataset, False, 5, [0, 1], 2, Recipe(seed=7)) == [], "the recipe's seed is in seeds"
+    assert changed_settings(dataset, False, folds=3) == ["folds 5 -> 3"]
+    assert changed_settings(dataset, False, seeds=(0,)) == ["seeds [0, 1] -> [0]"]
+    assert changed_settings(dataset, False, tta_px=0) == ["tta_px 2 -> 0"]
+    assert changed_settings(dataset, False, recipe=Recipe(epochs=3)) == ["recipe epochs 12 -> 3"]
+    assert changed_settings(dataset, True) == ["a disjoint split instead of K-fold"]
+    # A run from before test-time augmentation existed counts as tta_px 0.
+    _record_model_run(dataset, split="kfold", folds=5, seeds=[0])
+    assert changed_settings(dataset, False, 5, [0], 0) == []
+    assert changed_settings(dataset, False, tta_px=1) == ["tta_px 0 -> 1"]
+
+
+def test_matching_settings_reuse_the_probabilities_and_rank_method_is_recorded(planted):
+    import fiftyone.operators as foo
+
+    from active_learning.errors import InputError
+    from active_learning.runs import load_run
+    from curation_checks.pipelines import find_label_issues
+
+    dataset, wrong = planted
+    _record_model_run(dataset, split="kfold", folds=5, seeds=[0, 1], tta_px=2)
+    report = find_label_issues(dataset, folds=5, seeds=[0, 1], tta_px=2, rank_method="normalized_margin")
+    assert report.model is None and report.recomputed_because == [], "nothing to train: the settings match"
+    assert report.results["label_errors"].summary["rank_method"] == "normalized_margin"
+    assert {s.sample_id for s in report.suspects[:5]} == set(wrong)
+    config, _ = load_run(dataset, "check_label_errors")
+    assert config["params"]["rank_method"] == "normalized_margin"
+    with pytest.raises(InputError, match="rank_method must be one of"):
+        find_label_issues(dataset, rank_method="margin")
+
+    # Through the operator: params a script leaves out reuse what is stored; the form is prefilled with it.
+    result = foo.execute_operator(f"{PLUGIN}/find_label_issues",
+                                  ctx={"dataset": dataset.name, "params": {"rank_method": "self_confidence"}},
+                                  request_delegation=False)
+    assert result.error is None, result.error
+    assert load_run(dataset, "check_label_errors")[0]["params"]["rank_method"] == "self_confidence"
+    from test_plugin import resolve_inputs
+
+    props = resolve_inputs(f"{PLUGIN}/find_label_issues", dataset.name).type.properties
+    assert props["seeds"].default == "0,1" and props["tta_px"].default == 2 and props["folds"].default == 5
+    assert props["rank_method"].default == "self_confidence"

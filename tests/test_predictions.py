@@ -247,3 +247,44 @@ def test_disjoint_split_refuses_an_overlap_or_an_empty_fit_view(computed) -> Non
         compute_model_outputs(test_view, recipe=RECIPE, fit_view=dataset.match_tags("no-such-tag"),
                               run_key="refused")
     assert "refused" not in dataset.list_runs()
+
+
+# -- test-time augmentation -------------------------------------------------------------------------------------
+def test_tta_averages_the_stored_probabilities_over_shifts_and_is_recorded(computed) -> None:
+    """``tta_px=1``: a model trained on the fit view scores the test view; the stored rows and the test accuracy
+    are the model's 9-shift averages, not its plain probabilities; the run and the summary say so."""
+    from active_learning.model import FixedModel
+
+    dataset, view, test_view, *_ = computed
+    fit_view = view.exists("ground_truth")
+    scored = test_view.limit(40)
+    fields = [PROBS_FIELD, PREDICTION_FIELD, EMBEDDING_FIELD]
+    before = dict(zip(fields, scored.values(fields)))  # restored at the end: the other tests read them
+    summary = compute_model_outputs(scored, recipe=RECIPE, device="cpu", fit_view=fit_view, run_key="tta",
+                                    tta_px=1)
+    assert summary.tta_px == 1 and summary.source.endswith("averaged over 9 shifts of up to 1 px")
+    config, _ = load_run(dataset, "tta")
+    assert config["tta_px"] == 1 and "averaged over 9 shifts of up to 1 px" in config["probabilities"]
+
+    classes = dataset.default_classes
+    model = FixedModel(10, RECIPE.with_seed(0), device="cpu").fit(
+        load_images(fit_view.values("filepath"), RECIPE.image_size),
+        np.asarray([classes.index(c) for c in fit_view.values("ground_truth.label")]))
+    images = load_images(scored.values("filepath"), RECIPE.image_size)
+    averaged, plain = model.predict_proba(images, tta_px=1), model.predict_proba(images)
+    _, stored = read_probs(scored)
+    np.testing.assert_allclose(stored, averaged / averaged.sum(1, keepdims=True), atol=1e-5)
+    assert np.abs(stored - plain).max() > 1e-3, "the shifts changed the probabilities"
+    dataset.delete_run("tta")
+    for field, values in before.items():
+        scored.set_values(field, values)
+
+
+@pytest.mark.parametrize("tta_px", [-1, 5, 1.5, True])
+def test_bad_tta_px_is_refused_before_anything_is_written(computed, tta_px) -> None:
+    from active_learning.errors import InputError
+
+    dataset, view, *_ = computed
+    with pytest.raises(InputError, match="tta_px must be an integer from 0"):
+        compute_model_outputs(view, folds=2, recipe=RECIPE, run_key="refused", tta_px=tta_px)
+    assert "refused" not in dataset.list_runs()
