@@ -10,6 +10,7 @@ import fiftyone.operators.types as types
 from active_learning.errors import CurationError
 from active_learning.label_history import queue_for_review, review_queue, set_labels
 from active_learning.model import Recipe
+from active_learning.predictions import DEFAULT_RUN_KEY
 from active_learning.runs import load_run
 from curation_app.common import (
     ReportPanel,
@@ -51,7 +52,17 @@ def label_issues_data(dataset, label_field: str = "ground_truth", top: int = 50)
                      for s in suspects],
         "num_in_review": len(review_queue(dataset)),
         "label_field": config.get("label_field", label_field),
+        "probabilities": probabilities_source(dataset),
     }
+
+
+def probabilities_source(dataset) -> str:
+    """How the stored probabilities were made, from the model run, in words ("" without one)."""
+    if DEFAULT_RUN_KEY not in dataset.list_runs():
+        return ""
+    config, _ = load_run(dataset, DEFAULT_RUN_KEY)
+    seeds = config.get("seeds") or []
+    return f"{config.get('probabilities', '')}; seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
 
 
 def accept_suggestions(dataset, sample_ids: list[str], label_field: str, user: str | None) -> int:
@@ -177,7 +188,8 @@ class SendToReview(_SelectedSamplesOperator):
 class LabelIssuesPanel(ReportPanel):
     """Summary, issues per given/suggested pair, the noise matrix, ranked suspects and actions on a selection."""
 
-    STATE = {"summary": "summary", "num_in_review": "num_in_review", "label_field": "label_field"}
+    STATE = {"summary": "summary", "num_in_review": "num_in_review", "label_field": "label_field",
+             "probabilities": "probabilities"}
     DATA = {"pairs": "pairs_trace", "noise_matrix": "noise_trace", "suspects": "suspects"}
 
     @property
@@ -238,7 +250,8 @@ class LabelIssuesPanel(ReportPanel):
             f"**{s.get('num_issues', 0)} likely label errors** among **{s.get('num_scored', 0)}** "
             f"scored samples ({100 * s.get('num_issues', 0) / scored:.1f}%), "
             f"{s.get('num_unlabeled_skipped', 0)} unlabeled skipped; cleanlab `{s.get('filter_by', '')}`, ranked by "
-            f"`{s.get('rank_method', '')}`. In review: {ctx.panel.get_state('num_in_review', 0)}.",
+            f"`{s.get('rank_method', '')}`. In review: {ctx.panel.get_state('num_in_review', 0)}."
+            + (f"  \nProbabilities: {source}." if (source := ctx.panel.get_state("probabilities")) else ""),
             name="summary_md")
         buttons = panel.h_stack("view_buttons", align_x="left", gap=2)
         buttons.btn("show_suspects", label="Show ranked suspects", on_click=self.show_suspects)

@@ -33,6 +33,7 @@ COLORS = {"a": (200, 60, 40), "b": (40, 120, 200), "c": (60, 170, 80)}
 NUM_SAMPLES = 60
 NUM_PLANTED = 5
 NUM_ACCEPTED = 3  # the first planted samples are accepted; the other planted ones must stay as they are
+PROBABILITIES = "out-of-sample, stratified 5-fold over the view, averaged over 25 shifts of up to 2 px"
 
 # Selectors of the FiftyOne 1.22 App's grid and view bar (its own data-cy test hooks, found by dumping the page).
 GRID_TILES = '[data-cy="fo-grid"] [data-cy="looker"]'  # one per sample, in the view's order
@@ -54,6 +55,8 @@ def planted_images(dataset_name: str, tmp_path: Path):
     import fiftyone as fo
     from PIL import Image, ImageDraw
 
+    from active_learning.predictions import DEFAULT_RUN_KEY
+    from active_learning.runs import record_run
     from curation_checks.pipelines import find_label_issues
 
     rng = np.random.default_rng(0)
@@ -80,7 +83,11 @@ def planted_images(dataset_name: str, tmp_path: Path):
     dataset.set_values("model_probs", dict(zip(ids, probs.tolist())), key_field="id")
     dataset.set_values("model_embedding", dict(zip(ids, rng.normal(size=(NUM_SAMPLES, 8)).tolist())),
                        key_field="id")
-    find_label_issues(dataset)
+    # The model run a 2-seed K-fold with test-time augmentation would have recorded (the panel says how the
+    # probabilities were made); its settings are not asked to change, so find_label_issues reuses the planted ones.
+    record_run(dataset, DEFAULT_RUN_KEY, {"kind": "model_outputs", "split": "kfold", "folds": 5, "seeds": [0, 1],
+                                          "tta_px": 2, "probabilities": PROBABILITIES}, {"num_scored": NUM_SAMPLES})
+    assert find_label_issues(dataset).model is None
     return dataset, [ids[i] for i in planted]
 
 
@@ -165,6 +172,7 @@ def test_label_issues_panel_plots_ranks_and_accepts(app_url: str, planted_images
 
         with steps.step("the summary and the buttons show"):
             expect(panel).to_contain_text(f"{expected['summary']['num_issues']} likely label errors", timeout=wait)
+            expect(panel).to_contain_text(f"Probabilities: {PROBABILITIES}; seeds 0, 1.", timeout=wait)
             for name in ("Show ranked suspects", "Show flagged only", "Refresh", "Tag selected",
                          "Accept suggested label", "Send to review"):
                 expect(panel.get_by_role("button", name=name, exact=True)).to_be_visible(timeout=wait)

@@ -146,7 +146,8 @@ def test_matching_settings_reuse_the_probabilities_and_rank_method_is_recorded(p
     from curation_checks.pipelines import find_label_issues
 
     dataset, wrong = planted
-    _record_model_run(dataset, split="kfold", folds=5, seeds=[0, 1], tta_px=2)
+    _record_model_run(dataset, split="kfold", folds=5, seeds=[0, 1], tta_px=2,
+                      probabilities="out-of-sample, stratified 5-fold over the view, averaged over 25 shifts")
     report = find_label_issues(dataset, folds=5, seeds=[0, 1], tta_px=2, rank_method="normalized_margin")
     assert report.model is None and report.recomputed_because == [], "nothing to train: the settings match"
     assert report.results["label_errors"].summary["rank_method"] == "normalized_margin"
@@ -167,3 +168,7 @@ def test_matching_settings_reuse_the_probabilities_and_rank_method_is_recorded(p
     props = resolve_inputs(f"{PLUGIN}/find_label_issues", dataset.name).type.properties
     assert props["seeds"].default == "0,1" and props["tta_px"].default == 2 and props["folds"].default == 5
     assert props["rank_method"].default == "self_confidence"
+    from curation_app.label_issues import label_issues_data
+
+    assert label_issues_data(dataset)["probabilities"] == ("out-of-sample, stratified 5-fold over the view, "
+                                                           "averaged over 25 shifts; seeds 0, 1")
