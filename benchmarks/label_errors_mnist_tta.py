@@ -32,28 +32,42 @@ TTA_SETS = {"none": lambda dy, dx: dy == dx == 0, "cross_1px_5": lambda dy, dx: 
             "square_1px_9": lambda dy, dx: max(abs(dy), abs(dx)) <= 1, "square_2px_25": lambda dy, dx: True}
 
 
-def train(seed: int, out: str, device: str | None) -> None:
+def probs_under_shifts(x: np.ndarray, labels: np.ndarray, num_classes: int, folds: int, seed: int,
+                       device: str | None, recipe=None, log: str = "") -> tuple[np.ndarray, str]:
+    """Out-of-sample probabilities of every image under each of the 25 ``SHIFTS``: (25, N, K), and the device.
+
+    The same stratified split and models as ``cross_val_proba(..., seeds=(seed,))``; the held-out images of each
+    fold are scored under every shift, kept apart (``cross_val_proba`` with ``tta_px`` averages them).
+    """
     from sklearn.model_selection import StratifiedKFold
 
+    from active_learning.model import FixedModel, Recipe, shifted
+
+    recipe = recipe or Recipe()
+    probs = np.zeros((len(SHIFTS), len(x), num_classes), np.float32)
+    started = time.perf_counter()
+    splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)  # cross_val_proba's split for this seed
+    for fold, (fit, held_out) in enumerate(splitter.split(np.zeros(len(labels)), labels)):
+        model = FixedModel(num_classes, recipe.with_seed(seed), device=device).fit(x[fit], labels[fit])
+        for j, (dy, dx) in enumerate(SHIFTS):
+            probs[j, held_out] = model.predict_proba(shifted(x[held_out], dy, dx))
+        print(f"{log}seed {seed} fold {fold}: {time.perf_counter() - started:.0f} s", flush=True)
+    return probs, model.device_
+
+
+def train(seed: int, out: str, device: str | None) -> None:
     from active_learning.idx import read_idx_pair
     from active_learning.images import arrays_to_model_input
-    from active_learning.model import FixedModel, Recipe, shifted
+    from active_learning.model import Recipe
 
     images, labels = read_idx_pair(DATA / "mnist" / "t10k-images-idx3-ubyte.gz",
                                    DATA / "mnist" / "t10k-labels-idx1-ubyte.gz")
-    recipe = Recipe()
-    x = arrays_to_model_input(images, recipe.image_size)
+    x = arrays_to_model_input(images, Recipe().image_size)
     labels = labels.astype(np.int64)
-    probs = np.zeros((len(SHIFTS), len(x), 10), np.float32)
     started = time.perf_counter()
-    splitter = StratifiedKFold(5, shuffle=True, random_state=seed)  # cross_val_proba's split for this seed
-    for fold, (fit, held_out) in enumerate(splitter.split(np.zeros(len(labels)), labels)):
-        model = FixedModel(10, recipe.with_seed(seed), device=device).fit(x[fit], labels[fit])
-        for j, (dy, dx) in enumerate(SHIFTS):
-            probs[j, held_out] = model.predict_proba(shifted(x[held_out], dy, dx))
-        print(f"seed {seed} fold {fold}: {time.perf_counter() - started:.0f} s", flush=True)
+    probs, device_used = probs_under_shifts(x, labels, 10, 5, seed, device)
     np.savez_compressed(out, probs=probs, labels=labels, shifts=np.array(SHIFTS), seed=seed,
-                        seconds=time.perf_counter() - started, device=model.device_)
+                        seconds=time.perf_counter() - started, device=device_used)
 
 
 def report(paths: list[str]) -> None:
