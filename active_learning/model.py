@@ -63,6 +63,12 @@ class Recipe:
 
 #: The active-learning loop's floor on optimizer steps per round (``LoopConfig.min_steps``; docs/active_learning.md).
 LOOP_MIN_STEPS = 1000
+#: Test-time augmentation of the product's model runs (``compute_model_outputs``, the CLI, the operators): the
+#: probabilities are averaged over the 25 shifts of up to 2 px, the training translations' range. On MNIST and on
+#: Fashion-MNIST with planted noise it ranked label errors better than plain probabilities (docs/benchmarks.md).
+#: ``FixedModel.predict_proba`` and ``cross_val_proba`` themselves default to 0 (plain).
+DEFAULT_TTA_PX = 2
+MAX_TTA_PX = 4  # 81 shifted copies
 
 
 def epochs_for(recipe: Recipe, num_images: int) -> int:

@@ -7,7 +7,8 @@ better, or was the MNIST gain (label_errors_mnist_tta.py) particular to centred 
 without TTA). ``report NPZ [NPZ ...]``: for no TTA, 9 shifts (up to 1 px) and 25 (up to 2 px): the flags'
 precision/recall/F1 (``LabelErrors`` defaults), and the ranking: precision among the top N (N = the number of
 planted flips) and average precision, by self-confidence and normalized margin; the out-of-sample accuracy
-against the clean labels. Writes benchmarks/results/label_errors_noise_<device>_tta.json and prints it last.
+against the clean labels. Per setting and seed (``--seed``: the fold split and training seed; the planted flips
+stay the same), and the mean over the seeds. Writes benchmarks/results/label_errors_noise_<device>_tta.json and prints it last.
 On the CPU one setting (4,000 images, 3 folds) takes ~30 min on one core; run settings in parallel processes with
 OMP_NUM_THREADS=1.
 """
@@ -80,29 +81,43 @@ def scores(probs: np.ndarray, noisy: np.ndarray, clean: np.ndarray) -> dict:
     return out
 
 
+def mean_of(entries: list[dict]) -> dict:
+    """The mean of each number over ``entries`` (dicts of the same shape), rounded; nested dicts recursively."""
+    out: dict = {}
+    for key, value in entries[0].items():
+        if isinstance(value, dict):
+            out[key] = mean_of([e[key] for e in entries])
+        elif isinstance(value, (int, float)):
+            out[key] = round(float(np.mean([e[key] for e in entries])), 4)
+    return out
+
+
 def report(paths: list[str]) -> None:
     mnist_tta = sibling("label_errors_mnist_tta")
     runs = [np.load(p) for p in paths]
     out: dict = {"benchmark": "label_errors_noise_tta", "settings": {}}
     for run in runs:
-        setting = str(run["setting"])
-        entry: dict = {"planted": int((run["noisy"] != run["clean"]).sum()), "num_images": len(run["noisy"]),
-                       "folds": int(run["folds"]), "seed": int(run["seed"]),
-                       "seconds": round(float(run["seconds"]), 1)}
+        setting, seed = str(run["setting"]), int(run["seed"])
+        entry: dict = {"seconds": round(float(run["seconds"]), 1)}
         for name in TTA_SETS:
             keep = mnist_tta.TTA_SETS[name]
             chosen = [j for j, s in enumerate(mnist_tta.SHIFTS) if keep(*s)]
             probs = run["probs"][chosen].mean(axis=0).astype(np.float64)
             entry[name] = {"shifts": len(chosen), **scores(probs / probs.sum(1, keepdims=True), run["noisy"],
                                                            run["clean"])}
-        out["settings"][setting] = entry
-        print(setting, json.dumps(entry), flush=True)
+        slot = out["settings"].setdefault(setting, {"planted": int((run["noisy"] != run["clean"]).sum()),
+                                                    "num_images": len(run["noisy"]), "folds": int(run["folds"]),
+                                                    "by_seed": {}})
+        slot["by_seed"][str(seed)] = entry
+        print(setting, seed, json.dumps(entry), flush=True)
+    for slot in out["settings"].values():
+        slot["mean_over_seeds"] = {name: mean_of([e[name] for e in slot["by_seed"].values()]) for name in TTA_SETS}
     device = str(runs[0]["device"])
     out["setting"] = (f"Fashion-MNIST, seeded {len(runs[0]['noisy'])}-image subset of label_errors_noise.py, "
                       f"{int(runs[0]['folds'])}-fold, fixed recipe, the same models scored with and without TTA")
     out["device"] = device
     out["seconds"] = round(sum(float(r["seconds"]) for r in runs), 1)
-    out["seconds_note"] = "training and 25-shift scoring, summed over the settings (one process, one thread each)"
+    out["seconds_note"] = "training and 25-shift scoring, summed over the runs (one process, one thread each)"
     path = ROOT / "benchmarks" / "results" / f"label_errors_noise_{device.split(':')[0]}_tta.json"
     path.write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps(out))

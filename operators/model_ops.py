@@ -5,6 +5,7 @@ from __future__ import annotations
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
+from active_learning.model import DEFAULT_TTA_PX
 from active_learning.predictions import compute_model_outputs
 from curation_app.common import (fit_tag_input, fit_view_of, label_field_input, model_settings_inputs, reported,
                                  target_view, validate_label_field)
@@ -47,7 +48,7 @@ class ComputeModelOutputs(foo.Operator):
                 folds=int(params.get("folds", 5)), seeds=(int(params.get("seed", 0)),),
                 recipe=Recipe(epochs=int(params.get("epochs", 12)), seed=int(params.get("seed", 0))),
                 progress=lambda fraction, message: ctx.set_progress(progress=fraction, label=message),
-                fit_view=fit_view_of(ctx), tta_px=int(params.get("tta_px", 0)),
+                fit_view=fit_view_of(ctx), tta_px=int(params.get("tta_px", DEFAULT_TTA_PX)),
             )
             return {"num_scored": summary.num_scored, "out_of_sample_accuracy": summary.out_of_sample_accuracy,
                     "run_key": summary.run_key, "probabilities": summary.source}

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from active_learning.errors import DataError
-from active_learning.model import ProgressCallback, Recipe
+from active_learning.model import DEFAULT_TTA_PX, ProgressCallback, Recipe
 from active_learning.predictions import DEFAULT_RUN_KEY, PROBS_FIELD, ModelRunSummary, compute_model_outputs
 from active_learning.runs import load_run
 from active_learning.views import check_label_field
@@ -115,7 +115,7 @@ def find_label_issues(
     ``recompute``, or a setting asked for here differs from the one they were made with (``changed_settings``):
     K-fold or ``fit_view``, ``folds``, ``seeds``, ``tta_px``, ``recipe``. Settings left at None match what is
     stored and, when recomputing, keep the stored model run's values (else the defaults: 5 folds, seed 0, the
-    fixed recipe, no test-time augmentation), so changing one setting changes only that one.
+    fixed recipe, ``DEFAULT_TTA_PX``), so changing one setting changes only that one.
     ``rank_method``: cleanlab's label quality score that orders the suspects (``self_confidence``,
     ``normalized_margin`` or ``confidence_weighted_entropy``).
 
@@ -131,7 +131,7 @@ def find_label_issues(
         stored = _model_config(view) or {}
         folds = folds if folds is not None else stored.get("folds") or 5
         seeds = tuple(seeds) if seeds is not None else tuple(stored.get("seeds") or (recipe.seed if recipe else 0,))
-        tta_px = tta_px if tta_px is not None else int(stored.get("tta_px", 0))
+        tta_px = tta_px if tta_px is not None else int(stored.get("tta_px", 0)) if stored else DEFAULT_TTA_PX
         recipe = recipe if recipe is not None else _recorded_recipe(stored)
         model = compute_model_outputs(view, label_field=label_field, folds=folds, seeds=seeds,
                                       recipe=recipe.with_seed(seeds[0]) if recipe else None, device=device,

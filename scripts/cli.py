@@ -12,8 +12,6 @@ from typing import Callable, Sequence
 from active_learning.errors import CurationError
 
 DEMO_DATASET = "curation-demo"
-TTA_HELP = ("test-time augmentation: average each image's probabilities over its shifts of up to N pixels "
-            "((2N+1)^2 copies; default 0 = none; 2 ranked more verified MNIST label errors first)")
 PLUGIN_LINK_NAME = "fiftyone-curation"
 
 
@@ -448,7 +446,11 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 # -- parser -------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
+    from active_learning.model import DEFAULT_TTA_PX
     from curation_checks.label_errors import RANK_METHODS
+
+    tta_help = (f"test-time augmentation: average each image's probabilities over its shifts of up to N pixels "
+                f"((2N+1)^2 copies; default {DEFAULT_TTA_PX}; 0 = none)")
 
     parser = argparse.ArgumentParser(prog="curation", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -459,7 +461,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--seeds", type=_ints, default=[0], help="comma-separated seeds; several = an ensemble")
         p.add_argument("--epochs", type=int, default=None, help="override the fixed recipe's epochs (recorded)")
         p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
-        p.add_argument("--tta-px", type=int, default=0, help=TTA_HELP)
+        p.add_argument("--tta-px", type=int, default=DEFAULT_TTA_PX, help=tta_help)
         p.add_argument("--train-tag", default="train", help="tag of the samples to score ('' = all)")
         p.add_argument("--test-tag", default="test", help="tag of the held-out test samples ('' = none)")
         p.add_argument("--fit-tag", default="", help="train on the samples with this tag instead of K-fold (a split "
@@ -499,7 +501,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", dest="seeds", type=lambda v: [int(v)], default=None, help="training and fold seed (0)")
     p.add_argument("--seeds", dest="seeds", type=_ints, help="several comma-separated seeds: an ensemble")
     p.add_argument("--epochs", type=int, default=None, help="override the fixed recipe's epochs (recorded)")
-    p.add_argument("--tta-px", type=int, default=None, help=TTA_HELP + "; stored probabilities made with other "
+    p.add_argument("--tta-px", type=int, default=None, help=tta_help + "; stored probabilities made with other "
                    "--folds/--seeds/--epochs/--tta-px are recomputed, unset ones reuse what is stored")
     p.add_argument("--rank-method", default="self_confidence", choices=RANK_METHODS,
                    help="cleanlab label quality score that ranks the suspects (default self_confidence)")

@@ -115,7 +115,8 @@ def test_label_errors_report_computes_probabilities_when_missing(dataset_name, c
                      cli_env)
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout
-    assert "359 labeled samples scored (out-of-sample probabilities (2-fold, seeds [0])" in out
+    assert ("359 labeled samples scored (out-of-sample probabilities (2-fold, seeds [0], averaged over 25 shifts of "
+            "up to 2 px)") in out  # test-time augmentation by default
     assert "Worst 5 by label quality" in out
     import fiftyone as fo
 
@@ -129,7 +130,7 @@ def test_label_errors_report_computes_probabilities_when_missing(dataset_name, c
     tta = run_cli(["label-errors", dataset_name, "--tag", "test", "--tta-px", "1", "--top", "5",
                    "--rank-method", "normalized_margin"], cli_env)
     assert tta.returncode == 0, tta.stderr[-2000:]
-    assert "Recomputed the out-of-sample probabilities: tta_px 0 -> 1." in tta.stdout
+    assert "Recomputed the out-of-sample probabilities: tta_px 2 -> 1." in tta.stdout
     assert "(2-fold, seeds [0], averaged over 9 shifts of up to 1 px)" in tta.stdout
     assert "ranked by normalized_margin" in tta.stdout
     # A disjoint split instead of K-fold: models trained on the train tag score the test tag. The stored K-fold

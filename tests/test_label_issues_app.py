@@ -124,6 +124,13 @@ def test_changed_settings_names_what_differs_from_the_stored_run(planted):
     # Probabilities without a model run (written by the user): only a disjoint split is a change.
     assert changed_settings(dataset, False, folds=3, seeds=[4], tta_px=1) == []
     assert changed_settings(dataset, True) != []
+    from active_learning.model import DEFAULT_TTA_PX
+    from test_plugin import resolve_inputs
+
+    def form_tta() -> int:
+        return resolve_inputs(f"{PLUGIN}/find_label_issues", dataset.name).type.properties["tta_px"].default
+
+    assert form_tta() == DEFAULT_TTA_PX, "without a model run the form offers the default"
     _record_model_run(dataset, split="kfold", folds=5, seeds=[0, 1], tta_px=2)
     assert changed_settings(dataset, False) == [], "unset settings match anything"
     assert changed_settings(dataset, False, 5, [0, 1], 2, Recipe(seed=7)) == [], "the recipe's seed is in seeds"
@@ -135,6 +142,7 @@ def test_changed_settings_names_what_differs_from_the_stored_run(planted):
     # A run from before test-time augmentation existed counts as tta_px 0.
     _record_model_run(dataset, split="kfold", folds=5, seeds=[0])
     assert changed_settings(dataset, False, 5, [0], 0) == []
+    assert form_tta() == 0, "the form offers the old run's plain probabilities, so submitting it reuses them"
     assert changed_settings(dataset, False, tta_px=1) == ["tta_px 0 -> 1"]
 
 

@@ -13,7 +13,7 @@ import fiftyone as fo
 from active_learning.errors import DataError, ModelError
 from active_learning.images import load_images
 from active_learning.importers import import_dataset
-from active_learning.model import Recipe, file_sha256
+from active_learning.model import DEFAULT_TTA_PX, Recipe, file_sha256
 from active_learning.predictions import (
     DEFAULT_RUN_KEY,
     EMBEDDING_FIELD,
@@ -97,6 +97,7 @@ def test_run_is_recorded_with_the_checkpoint(computed) -> None:
     config, results = load_run(dataset, DEFAULT_RUN_KEY)
     assert config["recipe"] == RECIPE.to_dict()
     assert config["folds"] == 2 and config["seeds"] == [0] and config["label_field"] == "ground_truth"
+    assert config["tta_px"] == DEFAULT_TTA_PX and "averaged over 25 shifts of up to 2 px" in config["probabilities"]
     assert config["classes"] == dataset.default_classes
     assert set(config["fields"]) == {PROBS_FIELD, PREDICTION_FIELD, EMBEDDING_FIELD}
     checkpoint = Path(results["checkpoint"])
@@ -116,7 +117,9 @@ def test_load_model_restores_the_final_model(computed) -> None:
     assert model.recipe == RECIPE and model.num_classes == 10
     ids, paths, labels, stored = test_view.values(["id", "filepath", "ground_truth.label",
                                                    f"{PREDICTION_FIELD}.label"])
-    predicted = model.predict(load_images(paths, RECIPE.image_size))
+    # The test view was scored with test-time augmentation (the default), like the out-of-sample rows.
+    assert summary.tta_px == DEFAULT_TTA_PX == 2
+    predicted = model.predict_proba(load_images(paths, RECIPE.image_size), tta_px=summary.tta_px).argmax(1)
     names = [dataset.default_classes[p] for p in predicted]
     assert names == stored  # the checkpoint is the model that evaluated the test view
     assert summary.test_accuracy == pytest.approx(np.mean([n == t for n, t in zip(names, labels)]))
@@ -209,7 +212,7 @@ def test_disjoint_split_scores_the_view_with_models_trained_elsewhere(computed) 
     fields = [PROBS_FIELD, PREDICTION_FIELD, EMBEDDING_FIELD]
     before = dict(zip(fields, test_view.values(fields)))  # restored at the end: the other tests read them
     summary = compute_model_outputs(test_view, recipe=RECIPE, device="cpu", seeds=(0, 1), fit_view=fit_view,
-                                    run_key="disjoint")
+                                    run_key="disjoint", tta_px=0)  # plain probabilities: TTA has its own test
     assert summary.split == "disjoint" and summary.num_fit == NUM_TRAIN - NUM_UNLABELED
     assert summary.num_scored == NUM_TEST and "disjoint view of 280 labeled samples" in summary.source
     config, results = load_run(dataset, "disjoint")
