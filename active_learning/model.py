@@ -150,6 +150,11 @@ def _recalibrate_batchnorm(net, data, device: str, mean, std, batch_size: int) -
         layer.momentum = momentum
 
 
+def tta_shifts(tta_px: int) -> list[tuple[int, int]]:
+    """The (dy, dx) shifts that test-time augmentation averages over: every one of up to ``tta_px`` pixels."""
+    return [(dy, dx) for dy in range(-tta_px, tta_px + 1) for dx in range(-tta_px, tta_px + 1)]
+
+
 def shifted(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
     """``images`` (N, C, H, W) moved ``dy`` pixels down and ``dx`` right, the uncovered border filled with zeros."""
     h, w = images.shape[2:]
@@ -283,8 +288,7 @@ class FixedModel:
         if tta_px < 0:
             raise DataError(f"tta_px must be >= 0; got {tta_px}.")
         total = np.zeros((len(images), self.num_classes), dtype=np.float64)
-        shifts = [(dy, dx) for dy in range(-tta_px, tta_px + 1) for dx in range(-tta_px, tta_px + 1)]
-        for dy, dx in shifts:
+        for dy, dx in tta_shifts(tta_px):
             batch = images if dy == dx == 0 else shifted(images, dy, dx)
             logits, _ = self._forward(batch, batch_size, want_logits=True, want_features=False)
             total += _softmax(logits)

@@ -7,6 +7,7 @@ records the recipe, folds, seeds, device, the checkpoint path and its SHA-256, a
 
 from __future__ import annotations
 
+import numbers
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,7 +98,7 @@ def compute_model_outputs(
     (docs/benchmarks.md) and costs (2 tta_px + 1)^2 times the inference, ~10% of the training's time on a CPU.
     """
     started = time.perf_counter()
-    if isinstance(tta_px, bool) or not isinstance(tta_px, int) or not 0 <= tta_px <= MAX_TTA_PX:
+    if isinstance(tta_px, bool) or not isinstance(tta_px, numbers.Integral) or not 0 <= tta_px <= MAX_TTA_PX:
         raise InputError(f"tta_px must be an integer from 0 (no test-time augmentation) to {MAX_TTA_PX}; "
                          f"got {tta_px!r}.")
     recipe = recipe or Recipe()
@@ -158,13 +159,13 @@ def compute_model_outputs(
         seeds=seeds, out_of_sample_accuracy=oos_accuracy, test_accuracy=test_accuracy, num_test=num_test,
         checkpoint=str(ckpt), checkpoint_sha256=sha, device=final.device_, seconds=time.perf_counter() - started,
         split="kfold" if fit_arrays is None else "disjoint",
-        num_fit=0 if fit_arrays is None else len(fit_arrays.labels), tta_px=tta_px,
+        num_fit=0 if fit_arrays is None else len(fit_arrays.labels), tta_px=int(tta_px),
     )
     record_run(
         view, run_key,
         config={"kind": "model_outputs", "label_field": label_field, "recipe": recipe.to_dict(),
                 "folds": folds if fit_arrays is None else None, "seeds": list(seeds), "probabilities": how,
-                "split": summary.split, "num_fit": summary.num_fit, "tta_px": tta_px,
+                "split": summary.split, "num_fit": summary.num_fit, "tta_px": summary.tta_px,
                 "classes": arrays.classes,
                 "fields": [PROBS_FIELD, PREDICTION_FIELD, EMBEDDING_FIELD]},
         results={"num_scored": summary.num_scored, "num_unlabeled_skipped": summary.num_unlabeled_skipped,

@@ -25,9 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
+from active_learning.model import tta_shifts
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
-SHIFTS = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)]
+SHIFTS = tta_shifts(2)  # the product's, in FixedModel.predict_proba's order
 TTA_SETS = {"none": lambda dy, dx: dy == dx == 0, "cross_1px_5": lambda dy, dx: abs(dy) + abs(dx) <= 1,
             "square_1px_9": lambda dy, dx: max(abs(dy), abs(dx)) <= 1, "square_2px_25": lambda dy, dx: True}
 
