@@ -37,10 +37,58 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 
 
+def crowd_verdicts() -> dict[int, bool]:
+    """The 100 candidates the crowd checked: test-set index -> whether it is a verified error (fewer than 3 of 5
+    workers kept the given label). Any other image was never shown to a worker: unknown, not necessarily right."""
+    with open(DATA / "mnist-label-errors" / "mnist_mturk_candidates_with_verdict.csv") as handle:
+        return {int(row["test_index"]): row["is_label_error"] == "1" for row in csv.DictReader(handle)}
+
+
 def verified_errors() -> set[int]:
     """Test-set indices whose given label fewer than 3 of 5 workers kept (15, as published)."""
-    with open(DATA / "mnist-label-errors" / "mnist_mturk_candidates_with_verdict.csv") as handle:
-        return {int(row["test_index"]) for row in csv.DictReader(handle) if row["is_label_error"] == "1"}
+    return {index for index, is_error in crowd_verdicts().items() if is_error}
+
+
+def counts_from_ranks(rank) -> dict:
+    """Where the verified errors rank, given each test image's rank (1 = most suspect; indexable by test index),
+    and what else the top 50 holds: candidates the crowd kept as given, and images never checked. A detector whose
+    suspects differ from the model that chose the 100 candidates finds its other suspects counted as misses."""
+    verdicts = crowd_verdicts()
+    ranks = sorted(int(rank[i]) for i, is_error in verdicts.items() if is_error)
+    top50 = [i for i in range(len(rank)) if rank[i] <= 50]
+    never_checked = sorted((int(i) for i in top50 if i not in verdicts), key=lambda i: rank[i])
+    return {"verified_in_top25": sum(r <= 25 for r in ranks), "verified_in_top50": sum(r <= 50 for r in ranks),
+            "verified_in_top100": sum(r <= 100 for r in ranks), "verified_ranks": ranks,
+            "kept_by_crowd_in_top50": sum(1 for i in top50 if verdicts.get(i) is False),
+            "never_checked_in_top50": len(never_checked), "never_checked_top50_indices": never_checked}
+
+
+def top50_sheet(rank, probs, path: str | Path) -> str:
+    """A PNG of the 50 most suspect test images, worst first, each captioned with its rank, the crowd's verdict
+    (VERIFIED error / kept by the crowd / never checked), the given label and the model's most likely class: for a
+    person to look at what the count cannot judge (the never-checked suspects)."""
+    from PIL import Image, ImageDraw
+
+    from active_learning.idx import read_idx_pair
+
+    images, labels = read_idx_pair(DATA / "mnist" / "t10k-images-idx3-ubyte.gz",
+                                   DATA / "mnist" / "t10k-labels-idx1-ubyte.gz")
+    verdicts = crowd_verdicts()
+    top = sorted((i for i in range(len(rank)) if rank[i] <= 50), key=lambda i: rank[i])
+    scale, columns, caption = 3, 10, 30
+    side = 28 * scale
+    sheet = Image.new("L", (columns * side, -(-len(top) // columns) * (side + caption)), 255)
+    draw = ImageDraw.Draw(sheet)
+    for k, i in enumerate(top):
+        x, y = (k % columns) * side, (k // columns) * (side + caption)
+        sheet.paste(Image.fromarray(255 - images[i]).resize((side, side), Image.NEAREST), (x, y))
+        verdict = {True: "VERIFIED", False: "kept"}.get(verdicts.get(i), "unchecked")
+        draw.text((x + 2, y + side + 1), f"#{int(rank[i])} {verdict}", fill=0)
+        draw.text((x + 2, y + side + 14), f"i{i} given {labels[i]} p {int(np.argmax(probs[i]))}", fill=0)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path)
+    return str(path)
 
 
 def main() -> None:
@@ -60,6 +108,7 @@ def main() -> None:
                              f"(default {DEFAULT_TTA_PX}, the product's; 0 = plain, as the figures before it; "
                              f"label_errors_mnist_tta.py compares the settings on the same models)")
     parser.add_argument("--save-probs", default=None, help="arrays backend: write the per-seed probabilities (.npz)")
+    parser.add_argument("--sheet", default=None, help="arrays backend: write a PNG of the top 50 suspects, captioned")
     args = parser.parse_args()
     if args.backend == "arrays":
         return main_arrays(args)
@@ -89,16 +138,12 @@ def main() -> None:
         index, rank = dataset.values(["source_index", "label_issue_rank"])
         fo.delete_dataset(name)
     seconds = time.perf_counter() - started
-    rank_of = dict(zip(index, rank))
-    errors = verified_errors()
-    ranks = sorted(int(rank_of[i]) for i in errors)
+    rank_by_index = np.zeros(len(index), np.int64)
+    rank_by_index[np.asarray(index)] = rank
     out = {
         "benchmark": "label_errors_mnist",
-        "verified_in_top25": sum(r <= 25 for r in ranks),
-        "verified_in_top50": sum(r <= 50 for r in ranks),
-        "verified_in_top100": sum(r <= 100 for r in ranks),
-        "num_verified": len(errors),
-        "verified_ranks": ranks,
+        **counts_from_ranks(rank_by_index),
+        "num_verified": len(verified_errors()),
         "num_flagged": result.summary["num_issues"],
         "out_of_sample_accuracy": round(model.out_of_sample_accuracy, 4),
         "folds": args.folds,
@@ -146,18 +191,19 @@ def seed_probs(seed: int, folds: int, epochs: int | None, device: str, split: st
                            tta_px=tta_px)
 
 
-def verified_counts(labels, probs, rank_method: str) -> dict:
-    """Where the verified errors rank under ``rank_method`` (the label_errors check's ranking)."""
+def check_result(labels, probs, rank_method: str):
+    """The label_errors check run on in-memory arrays (per-sample rank, flags, summary)."""
     from curation_checks.base import CheckInputs
     from curation_checks.label_errors import LabelErrors
 
-    result = LabelErrors(rank_method=rank_method).run(
+    return LabelErrors(rank_method=rank_method).run(
         CheckInputs(tuple(map(str, range(len(labels)))), tuple(map(str, range(10))), labels, probs))
-    rank = result.per_sample["rank"]
-    ranks = sorted(int(rank[i]) for i in verified_errors())
-    return {"verified_in_top25": sum(r <= 25 for r in ranks), "verified_in_top50": sum(r <= 50 for r in ranks),
-            "verified_in_top100": sum(r <= 100 for r in ranks), "verified_ranks": ranks,
-            "num_flagged": int(result.summary["num_issues"])}
+
+
+def verified_counts(labels, probs, rank_method: str) -> dict:
+    """Where the verified errors rank under ``rank_method`` (the label_errors check's ranking)."""
+    result = check_result(labels, probs, rank_method)
+    return {**counts_from_ranks(result.per_sample["rank"]), "num_flagged": int(result.summary["num_issues"])}
 
 
 def main_arrays(args) -> None:
@@ -184,6 +230,9 @@ def main_arrays(args) -> None:
         np.savez_compressed(args.save_probs, labels=labels, seeds=np.asarray(seeds),
                             **{f"seed_{s}": p for s, p in zip(seeds, per_seed)})
     main_counts = verified_counts(labels, probs, args.rank_method)
+    if args.sheet:
+        print("top 50 suspects:", top50_sheet(check_result(labels, probs, args.rank_method).per_sample["rank"],
+                                              probs, args.sheet))
     from curation_checks.label_errors import RANK_METHODS
 
     out = {
@@ -191,7 +240,8 @@ def main_arrays(args) -> None:
         **main_counts,
         "num_verified": len(verified_errors()),
         "out_of_sample_accuracy": round(float((probs.argmax(1) == labels).mean()), 4),
-        "by_rank_method": {m: {k: v for k, v in verified_counts(labels, probs, m).items() if k != "verified_ranks"}
+        "by_rank_method": {m: {k: v for k, v in verified_counts(labels, probs, m).items()
+                               if k not in ("verified_ranks", "never_checked_top50_indices")}
                            for m in RANK_METHODS},
         "single_seed_top50": {str(s): verified_counts(labels, p / p.sum(1, keepdims=True), args.rank_method)
                               ["verified_in_top50"] for s, p in zip(seeds, per_seed)},

@@ -72,7 +72,7 @@ def train(seed: int, out: str, device: str | None) -> None:
                         seconds=time.perf_counter() - started, device=device_used)
 
 
-def report(paths: list[str]) -> None:
+def report(paths: list[str], sheet: str | None = None) -> None:
     import importlib.util
 
     path = Path(__file__).with_name("label_errors_mnist.py")
@@ -86,23 +86,32 @@ def report(paths: list[str]) -> None:
     out: dict = {"benchmark": "label_errors_mnist_tta", "seeds": [int(r["seed"]) for r in runs], "folds": 5,
                  "probabilities": "out-of-sample, stratified 5-fold over the 10k test set, fixed recipe",
                  "by_tta": {}}
+    ensembles: dict[str, np.ndarray] = {}
     for name, keep in TTA_SETS.items():
         chosen = [j for j, s in enumerate(SHIFTS) if keep(*s)]
         per_seed = [r["probs"][chosen].mean(axis=0) for r in runs]
         per_seed = [p / p.sum(axis=1, keepdims=True) for p in per_seed]
         ensemble = np.mean(per_seed, axis=0)
+        ensemble /= ensemble.sum(axis=1, keepdims=True)
+        ensembles[name] = ensemble
         entry: dict = {"shifts": len(chosen),
                        "out_of_sample_accuracy": round(float((ensemble.argmax(1) == labels).mean()), 4)}
         for method in ("self_confidence", "normalized_margin"):
-            counts = verified_counts(labels, ensemble / ensemble.sum(1, keepdims=True), method)
+            counts = verified_counts(labels, ensemble, method)
             entry[method] = {"ensemble": {k: counts[k] for k in ("verified_in_top25", "verified_in_top50",
                                                                  "verified_in_top100", "verified_ranks")},
                              "single_seed_top50": [verified_counts(labels, p, method)["verified_in_top50"]
                                                    for p in per_seed]}
         out["by_tta"][name] = entry
-    best = out["by_tta"]["square_2px_25"]["self_confidence"]["ensemble"]
-    out.update({k: best[k] for k in ("verified_in_top25", "verified_in_top50", "verified_in_top100")})
+    headline = ensembles["square_2px_25"]
+    best = verified_counts(labels, headline, "self_confidence")
+    out.update({k: best[k] for k in ("verified_in_top25", "verified_in_top50", "verified_in_top100",
+                                     "kept_by_crowd_in_top50", "never_checked_in_top50",
+                                     "never_checked_top50_indices")})
     out["headline"] = "square_2px_25, self_confidence, ensemble of the seeds"
+    if sheet:
+        rank = module.check_result(labels, headline, "self_confidence").per_sample["rank"]
+        print("top 50 suspects:", module.top50_sheet(rank, headline, sheet))
     out["seconds"] = round(float(sum(float(r["seconds"]) for r in runs)), 1)
     out["seconds_note"] = "training and 25-shift scoring, summed over the seeds (each seed one process, one thread)"
     device = str(runs[0]["device"])
@@ -122,11 +131,12 @@ def main() -> None:
     p.add_argument("--device", default=None)
     p = sub.add_parser("report")
     p.add_argument("npz", nargs="+")
+    p.add_argument("--sheet", default=None, help="write a PNG of the ensemble's top 50 suspects, captioned")
     args = parser.parse_args()
     if args.command == "train":
         train(args.seed, args.out, args.device)
     else:
-        report(args.npz)
+        report(args.npz, args.sheet)
 
 
 if __name__ == "__main__":
