@@ -11,34 +11,42 @@ import contextlib
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
 
-from active_learning.errors import DataError, ModelError
+from active_learning.augment import random_flip, random_translate, tta_views, view_of
+from active_learning.errors import DataError, InputError, ModelError
+from active_learning.networks import (PHOTO_NET, RESNET18, build_network, embedding_module, init_whitening,
+                                      whitening_sample)
 
 ProgressCallback = Callable[[float, str], None]
+PROGRESS_SECONDS = 10.0  # a long training reports progress at least this often, between epochs too
 
 
 @dataclass(frozen=True)
 class Recipe:
     """The fixed training recipe. Every field is recorded with every run that trains the model.
 
-    ResNet-18 from torchvision with its standard stem, trained from scratch on 32x32 inputs: the standard
-    stem keeps CPU training fast (about 500 img/s on 2 cores) and lets users load any torchvision
-    ResNet-18 state dict as starting weights. SGD with Nesterov momentum and a one-cycle schedule, random
-    translations of up to ``translate_px`` pixels (no flips: they change the meaning of digits). After training,
-    BatchNorm running statistics are recomputed exactly over the training images: short trainings (few steps)
-    otherwise leave them near their initial values and the model looks broken in eval mode.
+    Two named recipes (``RECIPES``): ``fast``, torchvision ResNet-18 with its standard stem at 32 px (fast on a CPU,
+    strong on digits, any torchvision ResNet-18 state dict loads as starting weights), and ``photo``, a network
+    built for small photos (``active_learning.networks``: no early downsampling, whitened first layer) trained with
+    flips, label smoothing and a short one-cycle schedule. ``default_recipe`` picks one per dataset (photo for
+    colour images, fast for grayscale); docs/model.md has the figures behind the choice.
+
+    Both: SGD with Nesterov momentum and a one-cycle schedule, random translations of up to ``translate_px``
+    pixels, horizontal flips only where ``flip`` (they change the meaning of digits). After training, BatchNorm
+    running statistics are recomputed exactly over the training images: short trainings (few steps) otherwise
+    leave them near their initial values and the model looks broken in eval mode.
 
     ``epochs`` passes over the data, but never fewer than ``min_steps`` optimizer steps: with a fixed number of
     epochs a small labeled set (an early active-learning round) gets few steps and an undertrained model, whose
     accuracy and uncertainty both suffer (docs/active_learning.md).
     """
 
-    architecture: str = "torchvision.models.resnet18"
+    architecture: str = RESNET18
     image_size: int = 32
     epochs: int = 12
     min_steps: int = 0
@@ -51,22 +59,74 @@ class Recipe:
     translate_px: int = 2
     recalibrate_batchnorm: bool = True
     seed: int = 0
+    name: str = "fast"
+    widths: tuple[int, ...] = ()
+    flip: bool = False
+    label_smoothing: float = 0.0
+    whiten_init: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))  # JSON gives lists back
 
     def to_dict(self) -> dict:
         """The recipe as a JSON-serialisable dict."""
-        return asdict(self)
+        out = asdict(self)
+        out["widths"] = list(self.widths)
+        return out
 
     def with_seed(self, seed: int) -> "Recipe":
         """The same recipe with another seed."""
         return replace(self, seed=seed)
 
+    @classmethod
+    def from_dict(cls, recorded: dict) -> "Recipe":
+        """A recipe as a run recorded it; fields this version does not know are dropped, missing ones default
+        (runs recorded before the named recipes are all ``fast``)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in recorded.items() if k in known})
+
+
+#: The named recipes. ``photo``'s settings were chosen on CIFAR-10 photos on a 2-core CPU (docs/model.md).
+RECIPES: dict[str, Recipe] = {
+    "fast": Recipe(),
+    "photo": Recipe(name="photo", architecture=PHOTO_NET, widths=(64, 128, 256), epochs=16, batch_size=128,
+                    max_lr=0.1, weight_decay=5e-4, translate_px=2, flip=True, label_smoothing=0.2,
+                    whiten_init=True),
+}
+
+
+def default_tta_px(recipe: Recipe) -> int:
+    """The test-time shifts a model run uses when nobody asked: ``DEFAULT_TTA_PX`` for ``fast``; 0 for recipes
+    that train with flips, whose runs average each image with its mirror image (on CIFAR-10 photos shifts on top
+    of the mirror changed the accuracy by -0.001 at 9x the inference; docs/model.md)."""
+    return 0 if recipe.flip else DEFAULT_TTA_PX
+
+
+def named_recipe(name: str, **overrides) -> Recipe:
+    """The recipe called ``name`` (``fast`` or ``photo``), with some fields overridden (e.g. ``seed``, ``epochs``)."""
+    if name not in RECIPES:
+        raise InputError(f"Unknown recipe {name!r}; choose one of: {', '.join(RECIPES)}.")
+    return replace(RECIPES[name], **overrides)
+
+
+def is_grayscale(images: np.ndarray, sample: int = 256) -> bool:
+    """Whether the (N, 3, S, S) images are grayscale (all three channels equal), judged on a sample of them."""
+    picked = images[np.linspace(0, len(images) - 1, min(sample, len(images))).astype(int)] if len(images) else images
+    return bool((picked[:, 0] == picked[:, 1]).all() and (picked[:, 1] == picked[:, 2]).all())
+
+
+def default_recipe(images: np.ndarray) -> Recipe:
+    """The recipe a dataset gets when nobody chose one: ``photo`` for colour images, ``fast`` for grayscale ones
+    (digits and Fashion-MNIST, where ResNet-18 is as accurate and faster; docs/model.md)."""
+    return RECIPES["fast"] if is_grayscale(images) else RECIPES["photo"]
+
 
 #: The active-learning loop's floor on optimizer steps per round (``LoopConfig.min_steps``; docs/active_learning.md).
 LOOP_MIN_STEPS = 1000
-#: Test-time augmentation of the product's model runs (``compute_model_outputs``, the CLI, the operators): the
-#: probabilities are averaged over the 25 shifts of up to 2 px, the training translations' range. On MNIST and on
-#: Fashion-MNIST with planted noise it ranked label errors better than plain probabilities (docs/benchmarks.md).
-#: ``FixedModel.predict_proba`` and ``cross_val_proba`` themselves default to 0 (plain).
+#: Test-time augmentation of the product's model runs with the ``fast`` recipe (``compute_model_outputs``, the CLI,
+#: the operators): the probabilities are averaged over the 25 shifts of up to 2 px, the training translations'
+#: range. On MNIST and on Fashion-MNIST with planted noise it ranked label errors better than plain probabilities
+#: (docs/benchmarks.md). ``FixedModel.predict_proba`` and ``cross_val_proba`` themselves default to 0 (plain).
 DEFAULT_TTA_PX = 2
 MAX_TTA_PX = 4  # 81 shifted copies
 
@@ -80,6 +140,16 @@ def epochs_for(recipe: Recipe, num_images: int) -> int:
     return max(recipe.epochs, -(-recipe.min_steps // steps_per_epoch))
 
 
+def _to_device_if_it_fits(data, device: str):
+    """``data`` moved to the GPU when it takes at most a quarter of its free memory (else pinned host memory)."""
+    import torch
+
+    free, _ = torch.cuda.mem_get_info(torch.device(device))
+    if data.numel() * data.element_size() <= free // 4:
+        return data.to(device)
+    return data.pin_memory()
+
+
 def select_device(requested: str | None = None) -> str:
     """``cuda`` when a GPU is present (or requested), else ``cpu``."""
     import torch
@@ -89,13 +159,6 @@ def select_device(requested: str | None = None) -> str:
             raise ModelError(f"Device {requested!r} was requested but no CUDA GPU is available; use --device cpu.")
         return requested
     return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def build_network(num_classes: int):
-    """The fixed architecture: torchvision ResNet-18, untrained, with ``num_classes`` outputs."""
-    import torchvision
-
-    return torchvision.models.resnet18(weights=None, num_classes=num_classes)
 
 
 @contextlib.contextmanager
@@ -109,21 +172,6 @@ def _deterministic(enabled: bool) -> Iterator[None]:
         yield
     finally:
         torch.use_deterministic_algorithms(previous)
-
-
-def _translate(batch, shift: int, generator):
-    """Random translation of each image by up to ``shift`` pixels (zero padding), seeded."""
-    import torch
-
-    if shift <= 0:
-        return batch
-    n, _, h, w = batch.shape
-    padded = torch.nn.functional.pad(batch, (shift, shift, shift, shift))
-    offsets = torch.randint(0, 2 * shift + 1, (n, 2), generator=generator)
-    out = torch.empty_like(batch)
-    for i, (dy, dx) in enumerate(offsets.tolist()):
-        out[i] = padded[i, :, dy : dy + h, dx : dx + w]
-    return out
 
 
 def _recalibrate_batchnorm(net, data, device: str, mean, std, batch_size: int) -> None:
@@ -143,27 +191,9 @@ def _recalibrate_batchnorm(net, data, device: str, mean, std, batch_size: int) -
             if len(batch) < 2:
                 break
             x = (batch.to(device, non_blocking=True).float().div_(255.0) - mean) / std
-            if cuda:
-                x = x.contiguous(memory_format=torch.channels_last)
-            net(x)
+            net(x.contiguous(memory_format=torch.channels_last))
     for layer, momentum in zip(layers, momenta):
         layer.momentum = momentum
-
-
-def tta_shifts(tta_px: int) -> list[tuple[int, int]]:
-    """The (dy, dx) shifts that test-time augmentation averages over: every one of up to ``tta_px`` pixels."""
-    return [(dy, dx) for dy in range(-tta_px, tta_px + 1) for dx in range(-tta_px, tta_px + 1)]
-
-
-def shifted(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
-    """``images`` (N, C, H, W) moved ``dy`` pixels down and ``dx`` right, the uncovered border filled with zeros."""
-    h, w = images.shape[2:]
-    if abs(dy) >= h or abs(dx) >= w:
-        raise DataError(f"A shift of ({dy}, {dx}) pixels moves {h}x{w} images out of the frame.")
-    out = np.zeros_like(images)
-    out[:, :, max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = \
-        images[:, :, max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)]
-    return out
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -222,51 +252,64 @@ class FixedModel:
         torch.manual_seed(recipe.seed)
         generator = torch.Generator().manual_seed(recipe.seed)
 
-        net = build_network(self.num_classes)
+        net = build_network(recipe.architecture, self.num_classes, recipe.widths)
         if self.init_weights:
+            if recipe.architecture != RESNET18:
+                raise ModelError(f"Starting weights load into the ResNet-18 recipe only; recipe {recipe.name!r} "
+                                 f"uses {recipe.architecture}. Pick recipe 'fast' or train from scratch.")
             _load_init_weights(net, self.init_weights)
         data = torch.from_numpy(images)
-        pixels = data.float().div_(255.0)
+        pixels = data[:: max(1, len(data) // 20000)].float().div_(255.0)  # normalisation from <= 20k images
         self.mean_ = pixels.mean(dim=(0, 2, 3)).tolist()
         self.std_ = [max(s, 1e-3) for s in pixels.std(dim=(0, 2, 3)).tolist()]
         del pixels
         targets = torch.from_numpy(labels)
-        if cuda:
-            data = data.pin_memory()
-            net = net.to(self.device_, memory_format=torch.channels_last)
+        net = net.to(self.device_, memory_format=torch.channels_last)
         mean, std = self._norm_tensors()
+        if recipe.whiten_init:
+            sample = torch.from_numpy(whitening_sample(images, seed=recipe.seed)).to(self.device_)
+            init_whitening(net, (sample.float().div_(255.0) - mean) / std)
+            del sample
+        if cuda:
+            data = _to_device_if_it_fits(data, self.device_)
+            targets = targets.to(self.device_)
 
         n = len(images)
         batch_size = min(recipe.batch_size, n)
         steps_per_epoch = max(1, n // batch_size)  # drop the ragged last batch: BatchNorm needs > 1 sample
         epochs = epochs_for(recipe, n)
         optimizer = torch.optim.SGD(
-            net.parameters(), lr=recipe.max_lr, momentum=recipe.momentum, nesterov=True,
-            weight_decay=recipe.weight_decay,
+            [p for p in net.parameters() if p.requires_grad], lr=recipe.max_lr, momentum=recipe.momentum,
+            nesterov=True, weight_decay=recipe.weight_decay,
         )
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=recipe.max_lr, epochs=epochs, steps_per_epoch=steps_per_epoch
         )
-        started = time.perf_counter()
+        started = last_report = time.perf_counter()
         net.train()
         with _deterministic(not cuda):
             for epoch in range(epochs):
                 order = torch.randperm(n, generator=generator)
                 for step in range(steps_per_epoch):
-                    index = order[step * batch_size : (step + 1) * batch_size]
-                    batch = _translate(data[index], recipe.translate_px, generator)
-                    x = batch.to(self.device_, non_blocking=True).float().div_(255.0)
-                    x = (x - mean) / std
-                    y = targets[index].to(self.device_, non_blocking=True)
-                    if cuda:
-                        x = x.contiguous(memory_format=torch.channels_last)
+                    index = order[step * batch_size : (step + 1) * batch_size].to(data.device)
+                    batch = data[index].to(self.device_, non_blocking=True)
+                    batch = random_translate(batch, recipe.translate_px, generator)
+                    if recipe.flip:
+                        batch = random_flip(batch, generator)
+                    x = ((batch.float().div_(255.0) - mean) / std).contiguous(memory_format=torch.channels_last)
+                    y = targets[index.to(targets.device)].to(self.device_, non_blocking=True)
                     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
-                        loss = torch.nn.functional.cross_entropy(net(x), y)
+                        loss = torch.nn.functional.cross_entropy(net(x), y, label_smoothing=recipe.label_smoothing)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
                     scheduler.step()
+                    if progress is not None and time.perf_counter() - last_report >= PROGRESS_SECONDS:
+                        last_report = time.perf_counter()
+                        done = (epoch * steps_per_epoch + step + 1) / (epochs * steps_per_epoch)
+                        progress(done, f"epoch {epoch + 1}/{epochs} batch {step + 1}/{steps_per_epoch}")
                 if progress is not None:
+                    last_report = time.perf_counter()
                     progress((epoch + 1) / epochs, f"epoch {epoch + 1}/{epochs} loss {loss.item():.3f}")
         if recipe.recalibrate_batchnorm:
             _recalibrate_batchnorm(net, data, self.device_, mean, std, batch_size)
@@ -282,14 +325,15 @@ class FixedModel:
         """Softmax probabilities, shape ``(N, num_classes)``, float32, rows summing to 1.
 
         ``tta_px > 0`` averages them over every shift of up to ``tta_px`` pixels in each direction
-        ((2 tta_px + 1)^2 copies, zero-filled like the training translations): steadier probabilities for
-        ranking label errors (docs/label_errors.md), at that many times the inference.
+        ((2 tta_px + 1)^2 copies, zero-filled like the training translations), and over their mirror images when
+        the recipe trains with flips: steadier probabilities for ranking label errors (docs/label_errors.md), at
+        that many times the inference.
         """
         if tta_px < 0:
             raise DataError(f"tta_px must be >= 0; got {tta_px}.")
         total = np.zeros((len(images), self.num_classes), dtype=np.float64)
-        for dy, dx in tta_shifts(tta_px):
-            batch = images if dy == dx == 0 else shifted(images, dy, dx)
+        for dy, dx, mirrored in tta_views(tta_px, self.recipe.flip):
+            batch = view_of(images, dy, dx, mirrored)
             logits, _ = self._forward(batch, batch_size, want_logits=True, want_features=False)
             total += _softmax(logits)
         return (total / total.sum(axis=1, keepdims=True)).astype(np.float32)
@@ -304,7 +348,8 @@ class FixedModel:
         return self.predict_proba(images, batch_size).argmax(axis=1)
 
     def embed(self, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
-        """Penultimate-layer features (after global average pooling), shape ``(N, 512)``, float32."""
+        """Penultimate-layer features (after global pooling), float32: ``(N, 512)`` for ResNet-18, ``(N, widths[-1])``
+        for the photo network."""
         _, features = self._forward(images, batch_size, want_logits=False, want_features=True)
         return features
 
@@ -327,7 +372,7 @@ class FixedModel:
         captured: dict[str, torch.Tensor] = {}
         hook = None
         if want_features:
-            hook = net.avgpool.register_forward_hook(lambda m, i, o: captured.__setitem__("f", o.flatten(1)))
+            hook = embedding_module(net).register_forward_hook(lambda m, i, o: captured.__setitem__("f", o.flatten(1)))
         logits_out: list[np.ndarray] = []
         data = torch.from_numpy(images)
         try:
@@ -337,9 +382,7 @@ class FixedModel:
                     if cuda:
                         batch = batch.pin_memory()
                     x = batch.to(self.device_, non_blocking=True).float().div_(255.0)
-                    x = (x - mean) / std
-                    if cuda:
-                        x = x.contiguous(memory_format=torch.channels_last)
+                    x = ((x - mean) / std).contiguous(memory_format=torch.channels_last)
                     logits = net(x)
                     if want_logits:
                         logits_out.append(logits.float().cpu().numpy())
@@ -394,14 +437,11 @@ class FixedModel:
         if not isinstance(payload, dict) or not {"state_dict", "num_classes", "recipe", "mean", "std"} <= set(payload):
             raise ModelError(f"Checkpoint {path} was not written by FixedModel.save; pass a model checkpoint "
                              "(starting weights go to FixedModel(init_weights=...)).")
-        model = cls(num_classes=int(payload["num_classes"]), recipe=Recipe(**payload["recipe"]), device=device)
+        model = cls(num_classes=int(payload["num_classes"]), recipe=Recipe.from_dict(payload["recipe"]), device=device)
         model.device_ = select_device(device)
-        net = build_network(model.num_classes)
+        net = build_network(model.recipe.architecture, model.num_classes, model.recipe.widths)
         net.load_state_dict(payload["state_dict"])
-        if model.device_.startswith("cuda"):
-            import torch as _torch
-
-            net = net.to(model.device_, memory_format=_torch.channels_last)
+        net = net.to(model.device_, memory_format=torch.channels_last)
         net.eval()
         model.net_ = net
         model.mean_ = list(payload["mean"])
@@ -447,12 +487,13 @@ def cross_val_proba(
     device: str | None = None,
     progress: ProgressCallback | None = None,
     tta_px: int = 0,
+    on_fold: Callable[[FixedModel, np.ndarray], None] | None = None,
 ) -> np.ndarray:
     """Out-of-sample predicted probabilities by stratified K-fold: every row comes from a model that never saw it.
 
     With several ``seeds`` the fold split and the training seed change together and the probabilities are
     averaged (an ensemble), which steadies the ranking of borderline samples. ``tta_px``: see
-    ``FixedModel.predict_proba``.
+    ``FixedModel.predict_proba``. ``on_fold(model, held_out)`` is called after each fold (e.g. to keep a model).
     """
     from sklearn.model_selection import StratifiedKFold
 
@@ -483,6 +524,8 @@ def cross_val_proba(
             model = FixedModel(num_classes, recipe.with_seed(seed), device=device)
             model.fit(images[train_index], labels[train_index], progress=fold_progress)
             probs[held_out] += model.predict_proba(images[held_out], tta_px=tta_px)
+            if on_fold is not None:
+                on_fold(model, held_out)
             done += 1
     probs /= len(seeds)
     return (probs / probs.sum(axis=1, keepdims=True)).astype(np.float32)

@@ -16,9 +16,10 @@ from typing import Sequence
 import numpy as np
 
 from active_learning.errors import DataError, InputError, ModelError
+from active_learning.augment import tta_description
 from active_learning.images import load_images
-from active_learning.model import (DEFAULT_TTA_PX, MAX_TTA_PX, FixedModel, ProgressCallback, Recipe, cross_val_proba,
-                                   disjoint_proba, select_device)
+from active_learning.model import (MAX_TTA_PX, FixedModel, ProgressCallback, Recipe, cross_val_proba, default_recipe,
+                                   default_tta_px, disjoint_proba, named_recipe, select_device)
 from active_learning.runs import load_run, record_run
 from active_learning.views import LabeledArrays, labeled_arrays, write_fields
 
@@ -47,20 +48,59 @@ class ModelRunSummary:
     split: str = "kfold"  # or "disjoint": a model trained on another view scored this one
     num_fit: int = 0  # disjoint: the labeled samples the model was trained on
     tta_px: int = 0  # test-time augmentation: probabilities averaged over shifts of up to this many pixels
+    recipe: str = "fast"  # the named recipe the model was trained with
+    tta_flip: bool = False  # test-time augmentation averaged over mirror images too (recipes that train with flips)
 
     @property
     def source(self) -> str:
         """How the probabilities are out-of-sample, in words."""
-        tta = f", {tta_description(self.tta_px)}" if self.tta_px else ""
+        tta = f", {tta_description(self.tta_px, self.tta_flip)}" if self.tta_px or self.tta_flip else ""
+        if self.split == "predictions":
+            return self.recipe  # e.g. "predictions in weak"
         if self.split == "disjoint":
             return (f"model trained on a disjoint view of {self.num_fit} labeled samples, "
                     f"seeds {list(self.seeds)}{tta}")
         return f"{self.folds}-fold, seeds {list(self.seeds)}{tta}"
 
 
-def tta_description(tta_px: int) -> str:
-    """``tta_px`` in words, e.g. "averaged over 25 shifts of up to 2 px"."""
-    return f"averaged over {(2 * tta_px + 1) ** 2} shifts of up to {tta_px} px"
+def stored_model_config(dataset, run_key: str = DEFAULT_RUN_KEY) -> dict | None:
+    """The configuration the model run ``run_key`` recorded, or None when the dataset has none."""
+    if run_key not in dataset.list_runs():
+        return None
+    return load_run(dataset, run_key)[0]
+
+
+def stored_recipe(dataset, run_key: str = DEFAULT_RUN_KEY) -> Recipe | None:
+    """The recipe the dataset's model run was made with (runs before named recipes are ``fast``), or None."""
+    config = stored_model_config(dataset, run_key)
+    if not config or not config.get("recipe"):
+        return None
+    return Recipe.from_dict(config["recipe"])
+
+
+def resolve_recipe(view, name: str | None = None, **overrides) -> Recipe:
+    """The recipe to train with on ``view``: ``name`` (``fast``/``photo``), or for ``None``/``"auto"`` the one the
+    dataset's model run already uses (a dataset keeps its recipe), else ``photo`` for colour images and ``fast``
+    for grayscale ones (judged on a sample of the view's images). ``overrides`` that are not None replace fields.
+    """
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if name not in (None, "auto"):
+        return named_recipe(name, **overrides)
+    stored = stored_recipe(view._dataset)
+    if stored is not None:
+        return replace_recipe(stored, **overrides)
+    paths = view.values("filepath")
+    sample = [paths[i] for i in np.linspace(0, len(paths) - 1, min(64, len(paths))).astype(int)] if paths else []
+    if not sample:
+        raise DataError("The view is empty: there are no images to choose a recipe for.")
+    return replace_recipe(default_recipe(load_images(sample, 32)), **overrides)
+
+
+def replace_recipe(recipe: Recipe, **overrides) -> Recipe:
+    """``recipe`` with some fields replaced."""
+    from dataclasses import replace
+
+    return replace(recipe, **overrides) if overrides else recipe
 
 
 def checkpoint_dir(dataset) -> Path:
@@ -81,7 +121,7 @@ def compute_model_outputs(
     run_key: str = DEFAULT_RUN_KEY,
     progress: ProgressCallback | None = None,
     fit_view=None,
-    tta_px: int = DEFAULT_TTA_PX,
+    tta_px: int | None = None,
 ) -> ModelRunSummary:
     """Out-of-sample probabilities for every labeled sample of ``view``, a final model, embeddings, a checkpoint.
 
@@ -92,16 +132,19 @@ def compute_model_outputs(
     it embeds the view's samples and, when ``test_view`` is given, is evaluated there (test samples get
     predictions, never used for training).
 
-    ``tta_px`` (test-time augmentation, default 2; 0 = none): every probability row, out-of-sample and test, is
-    the mean over the image's (2 tta_px + 1)^2 copies shifted by up to ``tta_px`` pixels
-    (``FixedModel.predict_proba``); it ranked label errors better on MNIST and Fashion-MNIST
-    (docs/benchmarks.md) and costs (2 tta_px + 1)^2 times the inference, ~10% of the training's time on a CPU.
+    ``recipe``: None = ``resolve_recipe(view)`` (the dataset's recipe, else photo for colour, fast for grayscale).
+    ``tta_px`` (test-time augmentation; None = the recipe's default, ``default_tta_px``; 0 = none): every
+    probability row, out-of-sample and test, is the mean over the image's (2 tta_px + 1)^2 copies shifted by up
+    to ``tta_px`` pixels, and their mirror images for recipes that train with flips
+    (``FixedModel.predict_proba``); shifts ranked label errors better on MNIST and Fashion-MNIST
+    (docs/benchmarks.md) and cost (2 tta_px + 1)^2 times the inference, ~10% of the training's time on a CPU.
     """
     started = time.perf_counter()
+    recipe = recipe or resolve_recipe(view)
+    tta_px = default_tta_px(recipe) if tta_px is None else tta_px
     if isinstance(tta_px, bool) or not isinstance(tta_px, numbers.Integral) or not 0 <= tta_px <= MAX_TTA_PX:
         raise InputError(f"tta_px must be an integer from 0 (no test-time augmentation) to {MAX_TTA_PX}; "
                          f"got {tta_px!r}.")
-    recipe = recipe or Recipe()
     seeds = tuple(int(s) for s in seeds) or (recipe.seed,)
     dataset = view._dataset
     arrays = labeled_arrays(view, label_field)
@@ -136,13 +179,13 @@ def compute_model_outputs(
         del fit_images
         how = (f"out-of-sample, {len(seeds)} model(s) trained on a disjoint view of {len(fit_arrays.labels)} "
                "labeled samples")
-    if tta_px:
-        how += f", {tta_description(tta_px)}"
+    if tta_px or recipe.flip:
+        how += f", {tta_description(tta_px, recipe.flip)}"
     embeddings = final.embed(images)
     ckpt = checkpoint_dir(dataset) / f"{run_key}.pt"
     sha = final.save(ckpt)
 
-    _write_predictions(dataset, arrays.sample_ids, probs, arrays.classes, embeddings)
+    write_predictions(dataset, arrays.sample_ids, probs, arrays.classes, embeddings)
     if arrays.num_unlabeled:
         # Unlabeled samples get no out-of-sample probabilities (there is no label to hold out) but do get
         # embeddings, so near-duplicate and outlier checks cover the whole view.
@@ -159,7 +202,8 @@ def compute_model_outputs(
         seeds=seeds, out_of_sample_accuracy=oos_accuracy, test_accuracy=test_accuracy, num_test=num_test,
         checkpoint=str(ckpt), checkpoint_sha256=sha, device=final.device_, seconds=time.perf_counter() - started,
         split="kfold" if fit_arrays is None else "disjoint",
-        num_fit=0 if fit_arrays is None else len(fit_arrays.labels), tta_px=int(tta_px),
+        num_fit=0 if fit_arrays is None else len(fit_arrays.labels), tta_px=int(tta_px), recipe=recipe.name,
+        tta_flip=recipe.flip,
     )
     record_run(
         view, run_key,
@@ -184,7 +228,7 @@ def _progress_steps(progress: ProgressCallback | None) -> ProgressCallback:
     return step
 
 
-def _write_predictions(dataset, sample_ids: list[str], probs: np.ndarray, classes: list[str],
+def write_predictions(dataset, sample_ids: list[str], probs: np.ndarray, classes: list[str],
                        embeddings: np.ndarray | None, write_probs: bool = True) -> None:
     import fiftyone as fo
 
@@ -203,7 +247,7 @@ def evaluate(model: FixedModel, view, label_field: str, classes: list[str], tta_
     arrays: LabeledArrays = labeled_arrays(view, label_field, classes)
     images = load_images(arrays.filepaths, model.recipe.image_size)
     probs = model.predict_proba(images, tta_px=tta_px)
-    _write_predictions(view._dataset, arrays.sample_ids, probs, classes, None, write_probs=False)
+    write_predictions(view._dataset, arrays.sample_ids, probs, classes, None, write_probs=False)
     return float((probs.argmax(1) == arrays.labels).mean()), len(arrays.labels)
 
 

@@ -18,6 +18,16 @@ from pathlib import Path as _Path
 if sys.path and _Path(sys.path[0]).resolve() == _Path(__file__).resolve().parent:
     sys.path.pop(0)  # this folder's active_learning.py must not shadow the active_learning package
 
+
+def _load_sibling(name: str):
+    """A helper module of this folder, loaded by path (the folder itself must stay off sys.path)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, _Path(__file__).resolve().parent / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
 import argparse
 import json
 import multiprocessing
@@ -33,27 +43,11 @@ from active_learning.model import FixedModel, Recipe, cross_val_proba, select_de
 from curation_checks.base import CheckInputs
 from curation_checks.label_errors import LabelErrors
 
+bench_data = _load_sibling("bench_data")
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "fashion-mnist"
 LOOK_ALIKE = {6: 0, 0: 6, 2: 4, 4: 2}  # Shirt<->T-shirt/top, Pullover<->Coat
-
-
-def plant_uniform(labels: np.ndarray, rate: float, k: int, rng: np.random.Generator) -> np.ndarray:
-    """Flip a ``rate`` share of labels, each to a uniformly random other class."""
-    noisy = labels.copy()
-    flip = rng.choice(len(labels), size=int(round(rate * len(labels))), replace=False)
-    noisy[flip] = (labels[flip] + rng.integers(1, k, size=len(flip))) % k
-    return noisy
-
-
-def plant_look_alike(labels: np.ndarray, rate: float, rng: np.random.Generator) -> np.ndarray:
-    """Flip a ``rate`` share of the look-alike classes' labels to their partner class."""
-    noisy = labels.copy()
-    for cls, partner in LOOK_ALIKE.items():
-        members = np.flatnonzero(labels == cls)
-        flip = rng.choice(members, size=int(round(rate * len(members))), replace=False)
-        noisy[flip] = partner
-    return noisy
 
 
 def accuracy(images, labels, test_images, test_labels, recipe, device) -> float:
@@ -71,11 +65,8 @@ def load(size: int, image_size: int):
 
 
 def plant(setting: str, clean: np.ndarray) -> np.ndarray:
-    """The noisy labels of ``setting``; each setting has its own seeded generator, so runs are reproducible."""
-    rng = np.random.default_rng([0, *setting.encode()])
-    if setting.startswith("uniform"):
-        return plant_uniform(clean, int(setting[7:]) / 100, 10, rng)
-    return plant_look_alike(clean, int(setting[9:]) / 100, rng)
+    """The noisy labels of ``setting`` (``bench_data.plant`` with Fashion-MNIST's look-alike pairs)."""
+    return bench_data.plant(setting, clean, LOOK_ALIKE)
 
 
 def run_setting(setting: str, size: int, folds: int, epochs: int, device: str) -> dict:

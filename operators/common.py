@@ -77,36 +77,101 @@ def fit_tag_input(ctx, inputs: types.Object) -> None:
 
 
 def model_settings_inputs(ctx, inputs: types.Object, several_seeds: bool) -> None:
-    """Folds, seed(s), epochs and test-time augmentation, prefilled with the stored model run's settings (so that
-    submitting unchanged reuses its probabilities), else the fixed recipe's defaults."""
-    from active_learning.model import DEFAULT_TTA_PX, MAX_TTA_PX, Recipe
-    from active_learning.predictions import DEFAULT_RUN_KEY
-    from active_learning.runs import load_run
+    """Recipe, folds, seed(s), epochs and test-time augmentation, prefilled with the stored model run's settings (so
+    that submitting unchanged reuses its probabilities), else the defaults of the recipe the dataset would get."""
+    from active_learning.model import MAX_TTA_PX, RECIPES, default_tta_px, named_recipe
+    from active_learning.predictions import stored_model_config
 
-    config: dict = {}
-    if ctx.dataset is not None and DEFAULT_RUN_KEY in ctx.dataset.list_runs():
-        config = load_run(ctx.dataset, DEFAULT_RUN_KEY)[0]
+    config: dict = (stored_model_config(ctx.dataset) if ctx.dataset is not None else None) or {}
     seeds = config.get("seeds") or [0]
+    stored_name = (config.get("recipe") or {}).get("name", "fast") if config else "auto"
+    inputs.enum("recipe", ["auto", *RECIPES], default=stored_name, label="Recipe",
+                description="photo: a network for small photos (the default for colour images); fast: ResNet-18 "
+                            "(the default for grayscale); auto keeps the dataset's recipe once chosen")
+    chosen = ctx.params.get("recipe", stored_name)
+    recipe = named_recipe(chosen) if chosen in RECIPES else _likely_recipe(ctx)
     inputs.int("folds", default=config.get("folds") or 5, label="Folds (K-fold out-of-sample probabilities)")
     if several_seeds:
         inputs.str("seeds", default=",".join(str(s) for s in seeds), label="Seeds",
                    description="comma-separated; several = an ensemble")
     else:
         inputs.int("seed", default=seeds[0], label="Seed")
-    inputs.int("epochs", default=config.get("recipe", {}).get("epochs", Recipe().epochs),
-               label=f"Epochs (the fixed recipe uses {Recipe().epochs}; recorded with the run)")
+    stored_epochs = (config.get("recipe") or {}).get("epochs") if chosen == stored_name else None
+    epochs = stored_epochs or (recipe.epochs if recipe else None)
+    inputs.int("epochs", default=epochs, label="Epochs (recorded with the run; empty = the recipe's own)")
     # A run from before test-time augmentation existed made plain probabilities (0).
-    tta_px = int(config.get("tta_px", 0)) if config else DEFAULT_TTA_PX
+    tta_px = int(config.get("tta_px", 0)) if config and chosen == stored_name else (
+        default_tta_px(recipe) if recipe else None)
     inputs.int("tta_px", default=tta_px, min=0, max=MAX_TTA_PX, label="Test-time augmentation (pixels)",
-               description=f"average each image's probabilities over its shifts of up to this many pixels "
-                           f"(0 = none; {DEFAULT_TTA_PX}, the default, ranked label errors better on MNIST and "
-                           f"Fashion-MNIST, at {(2 * DEFAULT_TTA_PX + 1) ** 2}x the inference)")
+               description="average each image's probabilities over its shifts of up to this many pixels "
+                           "(and their mirror images for the photo recipe); empty = the recipe's default "
+                           "(2 for fast: it ranked label errors better on digits; 0 for photo)")
+
+
+def _likely_recipe(ctx):
+    """The recipe ``auto`` would choose for the dataset (its images' colour), or ``fast`` when they can't be read."""
+    from active_learning.errors import CurationError
+    from active_learning.model import RECIPES
+    from active_learning.predictions import resolve_recipe
+
+    try:
+        return resolve_recipe(ctx.dataset) if ctx.dataset is not None else RECIPES["fast"]
+    except CurationError:
+        return RECIPES["fast"]
+
+
+def recipe_from_params(view, params: dict):
+    """The recipe the operator's form asks for, or None when it asks for nothing (reuse what is stored)."""
+    from active_learning.predictions import resolve_recipe
+
+    name = params.get("recipe") or "auto"
+    epochs = params.get("epochs")
+    seeds = [int(s) for s in str(params.get("seeds") or params.get("seed") or "0").split(",") if s.strip()]
+    if name == "auto" and epochs is None:
+        return None
+    return resolve_recipe(view, name, epochs=None if epochs is None else int(epochs), seed=seeds[0] if seeds else 0)
 
 
 def fit_view_of(ctx):
     """The samples to train on chosen by ``fit_tag_input``, or None for K-fold."""
     tag = ctx.params.get("fit_tag") or K_FOLD_CHOICE
     return None if tag == K_FOLD_CHOICE else ctx.dataset.match_tags(tag)
+
+
+OWN_MODEL_NONE = "(the fixed model)"
+
+
+def own_model_inputs(ctx, inputs: types.Object) -> None:
+    """Bring your own model: an embeddings field for a K-fold head, or a Classification field of predictions."""
+    import fiftyone as fo
+
+    schema = ctx.dataset.get_field_schema() if ctx.dataset is not None else {}
+    ours = {"model_probs", "model_embedding", "model_prediction"}
+    vectors = sorted(n for n, f in schema.items() if n not in ours and (
+        isinstance(f, (fo.VectorField, fo.ArrayField)) or
+        (isinstance(f, fo.ListField) and isinstance(getattr(f, "field", None), fo.FloatField))))
+    inputs.enum("embeddings_field", [OWN_MODEL_NONE, *vectors], default=OWN_MODEL_NONE,
+                label="Your embeddings (optional)",
+                description="a K-fold logistic-regression head on this field gives the probabilities in seconds")
+    predictions = [n for n in classification_fields(ctx) if n not in ours and n != ctx.params.get("label_field")]
+    inputs.enum("predictions_field", [OWN_MODEL_NONE, *predictions], default=OWN_MODEL_NONE,
+                label="Your predictions (optional)",
+                description="a Classification field with logits or confidences; recorded as not out-of-sample")
+
+
+def own_model_outputs(view, params: dict):
+    """The summary of the user's own model chosen by ``own_model_inputs``, or None for the fixed model."""
+    from active_learning.own_model import Head, compute_head_outputs, import_predictions
+
+    embeddings = params.get("embeddings_field")
+    predictions = params.get("predictions_field")
+    label_field = params.get("label_field", "ground_truth")
+    if embeddings and embeddings != OWN_MODEL_NONE:
+        return compute_head_outputs(view, embeddings, label_field=label_field, folds=int(params.get("folds") or 5),
+                                    head=Head(seed=int(params.get("seed") or 0)))
+    if predictions and predictions != OWN_MODEL_NONE:
+        return import_predictions(view, predictions, label_field=label_field)
+    return None
 
 
 def classification_fields(ctx) -> list[str]:

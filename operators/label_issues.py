@@ -9,15 +9,18 @@ import fiftyone.operators.types as types
 
 from active_learning.errors import CurationError
 from active_learning.label_history import queue_for_review, review_queue, set_labels
-from active_learning.model import Recipe
 from active_learning.predictions import DEFAULT_RUN_KEY
 from active_learning.runs import load_run
+from active_learning.trust import MIN_SUGGESTION_CONFIDENCE, TrustVerdict
 from curation_app.common import (
     ReportPanel,
     fit_tag_input,
     fit_view_of,
     label_field_input,
     model_settings_inputs,
+    own_model_inputs,
+    own_model_outputs,
+    recipe_from_params,
     reported,
     show_error,
     target_view,
@@ -41,7 +44,7 @@ def label_issues_data(dataset, label_field: str = "ground_truth", top: int = 50)
     classes = summary.get("classes", [])
     return {
         "summary": {k: summary[k] for k in ("num_scored", "num_issues", "num_unlabeled_skipped", "filter_by",
-                                            "rank_method") if k in summary},
+                                            "rank_method", "trust") if k in summary},
         "pairs_trace": [{"type": "bar", "x": [f"{p['given']} → {p['suggested']}" for p in pairs],
                          "y": [p["count"] for p in pairs], "marker": {"color": "#e4572e"}}],
         "noise_trace": [{"type": "heatmap", "z": summary.get("noise_matrix", []), "x": classes, "y": classes,
@@ -65,14 +68,38 @@ def probabilities_source(dataset) -> str:
     return f"{config.get('probabilities', '')}; seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
 
 
-def accept_suggestions(dataset, sample_ids: list[str], label_field: str, user: str | None) -> int:
-    """Set the label of each sample to its ``label_issue_suggested`` value, keeping the old one in the history."""
-    if "label_issue_suggested" not in dataset.get_field_schema():
-        raise CurationError("There are no suggested labels yet: run 'Find label issues' first.")
-    ids, suggested = dataset.select(sample_ids).values(["id", "label_issue_suggested"])
-    updates = {i: s for i, s in zip(ids, suggested) if s is not None}
-    return set_labels(dataset, updates, label_field, why="accepted the suggested label (cleanlab)",
-                      source="label_issues_panel", user=user)
+def accept_suggestions(dataset, sample_ids: list[str], label_field: str, user: str | None,
+                       min_confidence: float = MIN_SUGGESTION_CONFIDENCE) -> tuple[int, int]:
+    """Set the label of each sample to its ``label_issue_suggested`` value, keeping the old one in the history.
+
+    A suggestion the model gives less than ``min_confidence`` probability is refused (on CIFAR-10 photos such
+    suggestions were wrong too often; docs/label_errors.md). Returns (labels changed, suggestions refused); when
+    every selected suggestion is refused, a ``CurationError`` says why and what to do.
+    """
+    schema = dataset.get_field_schema()
+    if "label_issue_suggested" not in schema or "label_issue_confidence" not in schema:
+        raise CurationError("There are no suggested labels with their confidence yet: run 'Find label issues' "
+                            "first.")
+    ids, suggested, confidence = dataset.select(sample_ids).values(
+        ["id", "label_issue_suggested", "label_issue_confidence"])
+    sure = {i: s for i, s, c in zip(ids, suggested, confidence)
+            if s is not None and c is not None and c >= min_confidence}
+    refused = sum(1 for s, c in zip(suggested, confidence) if s is not None and (c is None or c < min_confidence))
+    if refused and not sure:
+        raise CurationError(f"Refused: the model gives {'this suggestion' if refused == 1 else 'these suggestions'} "
+                            f"less than {min_confidence:.0%} probability, too unsure to relabel with one click. "
+                            "Send the samples to review instead, or relabel them by hand.")
+    changed = set_labels(dataset, sure, label_field, why="accepted the suggested label (cleanlab)",
+                         source="label_issues_panel", user=user)
+    return changed, refused
+
+
+def _accepted_message(changed: int, refused: int) -> str:
+    message = f"Changed {changed} labels; the old ones are kept in label_history."
+    if refused:
+        message += (f" Refused {refused} suggestion(s) below {MIN_SUGGESTION_CONFIDENCE:.0%} confidence: send them "
+                    "to review.")
+    return message
 
 
 def _has_selection(ctx) -> bool:
@@ -103,6 +130,7 @@ class FindLabelIssues(foo.Operator):
             return types.Property(inputs)
         fit_tag_input(ctx, inputs)
         model_settings_inputs(ctx, inputs, several_seeds=True)
+        own_model_inputs(ctx, inputs)
         inputs.enum("rank_method", list(RANK_METHODS), default="self_confidence", label="Rank suspects by",
                     description="cleanlab's label quality score")
         inputs.bool("recompute", default=False, label="Recompute probabilities even if present",
@@ -116,16 +144,19 @@ class FindLabelIssues(foo.Operator):
         def work() -> dict:
             # A setting missing from the params (a script that names only some) reuses the stored probabilities'.
             seeds = [int(s) for s in str(params.get("seeds") or "").split(",") if s.strip()] or None
-            seed = seeds[0] if seeds else 0
-            report = find_label_issues(
-                target_view(ctx), label_field=params.get("label_field", "ground_truth"),
-                folds=_int_or_none(params.get("folds")), seeds=seeds,
-                recipe=None if params.get("epochs") is None else Recipe(epochs=int(params["epochs"]), seed=seed),
-                recompute=bool(params.get("recompute", False)), tta_px=_int_or_none(params.get("tta_px")),
-                rank_method=str(params.get("rank_method") or "self_confidence"),
-                progress=lambda fraction, message: ctx.set_progress(progress=fraction, label=message),
-                fit_view=fit_view_of(ctx),
-            )
+            view = target_view(ctx)
+            label_field = params.get("label_field", "ground_truth")
+            rank_method = str(params.get("rank_method") or "self_confidence")
+            progress = lambda fraction, message: ctx.set_progress(progress=fraction, label=message)  # noqa: E731
+            if own_model_outputs(view, params) is not None:  # the user's embeddings or predictions: use them as is
+                report = find_label_issues(view, label_field=label_field, rank_method=rank_method, progress=progress)
+            else:
+                report = find_label_issues(
+                    view, label_field=label_field, folds=_int_or_none(params.get("folds")), seeds=seeds,
+                    recipe=recipe_from_params(view, params), recompute=bool(params.get("recompute", False)),
+                    tta_px=_int_or_none(params.get("tta_px")), rank_method=rank_method, progress=progress,
+                    fit_view=fit_view_of(ctx),
+                )
             summary = report.results["label_errors"].summary
             return {"num_scored": summary["num_scored"], "num_issues": summary["num_issues"]}
 
@@ -162,13 +193,13 @@ class AcceptSuggestedLabels(_SelectedSamplesOperator):
     def execute(self, ctx):
         try:
             label_field = ctx.params.get("label_field", "ground_truth")
-            changed = accept_suggestions(ctx.dataset, self._sample_ids(ctx), label_field, _user(ctx))
+            changed, refused = accept_suggestions(ctx.dataset, self._sample_ids(ctx), label_field, _user(ctx))
         except CurationError as exc:
             ctx.ops.notify(str(exc), variant="error")
             return {"error": str(exc)}
-        ctx.ops.notify(f"Changed {changed} labels; the old ones are kept in label_history.", variant="success")
+        ctx.ops.notify(_accepted_message(changed, refused), variant="warning" if refused else "success")
         ctx.ops.reload_dataset()
-        return {"changed": changed}
+        return {"changed": changed, "refused": refused}
 
 
 class SendToReview(_SelectedSamplesOperator):
@@ -220,13 +251,12 @@ class LabelIssuesPanel(ReportPanel):
         if not _has_selection(ctx):
             return
         try:
-            changed = accept_suggestions(ctx.dataset, list(ctx.selected), ctx.panel.get_state("label_field",
-                                                                                              "ground_truth"),
-                                         _user(ctx))
+            changed, refused = accept_suggestions(ctx.dataset, list(ctx.selected),
+                                                  ctx.panel.get_state("label_field", "ground_truth"), _user(ctx))
         except CurationError as exc:
             ctx.ops.notify(str(exc), variant="error")
             return
-        ctx.ops.notify(f"Changed {changed} labels; the old ones are kept in label_history.", variant="success")
+        ctx.ops.notify(_accepted_message(changed, refused), variant="warning" if refused else "success")
         ctx.ops.reload_dataset()
         self._refresh(ctx)
 
@@ -246,8 +276,14 @@ class LabelIssuesPanel(ReportPanel):
             return types.Property(panel, view=types.GridView(orientation="vertical", height=100, width=100, pad=1))
         s = ctx.panel.get_state("summary", {})
         scored = max(int(s.get("num_scored", 0)), 1)
+        verdict = TrustVerdict.from_dict(s.get("trust"))
+        weak = verdict is not None and not verdict.trusted
+        if verdict is not None:
+            panel.md(("⚠️ **" if weak else "✅ ") + verdict.message + ("**" if weak else ""), name="trust_md")
+        what = ("flagged (the model disagrees; not likely label errors at this accuracy)" if weak
+                else "likely label errors")
         panel.md(
-            f"**{s.get('num_issues', 0)} likely label errors** among **{s.get('num_scored', 0)}** "
+            f"**{s.get('num_issues', 0)} {what}** among **{s.get('num_scored', 0)}** "
             f"scored samples ({100 * s.get('num_issues', 0) / scored:.1f}%), "
             f"{s.get('num_unlabeled_skipped', 0)} unlabeled skipped; cleanlab `{s.get('filter_by', '')}`, ranked by "
             f"`{s.get('rank_method', '')}`. In review: {ctx.panel.get_state('num_in_review', 0)}."

@@ -5,10 +5,10 @@ from __future__ import annotations
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from active_learning.model import DEFAULT_TTA_PX
 from active_learning.predictions import compute_model_outputs
-from curation_app.common import (fit_tag_input, fit_view_of, label_field_input, model_settings_inputs, reported,
-                                 target_view, validate_label_field)
+from curation_app.common import (fit_tag_input, fit_view_of, label_field_input, model_settings_inputs,
+                                 own_model_inputs, own_model_outputs, recipe_from_params, reported, target_view,
+                                 validate_label_field)
 from curation_checks.registry import available_checks
 from curation_checks.io import run_check
 
@@ -34,21 +34,22 @@ class ComputeModelOutputs(foo.Operator):
             return types.Property(inputs)
         fit_tag_input(ctx, inputs)
         model_settings_inputs(ctx, inputs, several_seeds=False)
+        own_model_inputs(ctx, inputs)
         validate_label_field(ctx, inputs, label_field)
         return types.Property(inputs)
 
     def execute(self, ctx):
-        from active_learning.model import Recipe
-
         params = ctx.params
 
         def work() -> dict:
-            summary = compute_model_outputs(
-                target_view(ctx), label_field=params.get("label_field", "ground_truth"),
-                folds=int(params.get("folds", 5)), seeds=(int(params.get("seed", 0)),),
-                recipe=Recipe(epochs=int(params.get("epochs", 12)), seed=int(params.get("seed", 0))),
+            view = target_view(ctx)
+            summary = own_model_outputs(view, params) or compute_model_outputs(
+                view, label_field=params.get("label_field", "ground_truth"),
+                folds=int(params.get("folds") or 5), seeds=(int(params.get("seed") or 0),),
+                recipe=recipe_from_params(view, params),
                 progress=lambda fraction, message: ctx.set_progress(progress=fraction, label=message),
-                fit_view=fit_view_of(ctx), tta_px=int(params.get("tta_px", DEFAULT_TTA_PX)),
+                fit_view=fit_view_of(ctx),
+                tta_px=None if params.get("tta_px") is None else int(params["tta_px"]),
             )
             return {"num_scored": summary.num_scored, "out_of_sample_accuracy": summary.out_of_sample_accuracy,
                     "run_key": summary.run_key, "probabilities": summary.source}

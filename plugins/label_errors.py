@@ -1,8 +1,10 @@
 """Label errors: cleanlab's confident learning over out-of-sample predicted probabilities.
 
 Per labeled sample: a label quality score (``cleanlab.rank.get_label_quality_scores``; lower = more likely
-mislabeled), an issue flag (``cleanlab.filter.find_label_issues``), the suggested label (the argmax of the
-probabilities) and a rank (1 = worst). Unlabeled samples (label -1) are skipped and counted. The summary holds the
+mislabeled), an issue flag (``cleanlab.filter.find_label_issues``, by default ``predicted_neq_given``), the
+suggested label (the argmax of the probabilities), its probability (``confidence``) and a rank (1 = worst). The
+summary carries the model's accuracy against the given labels and the trust verdict (``active_learning.trust``):
+below the bar the flags are the model's mistakes as much as label errors, and every front end says so. Unlabeled samples (label -1) are skipped and counted. The summary holds the
 estimated noise matrix ``P(given label | true label)`` (``cleanlab.count.estimate_latent`` over the confident joint)
 and the number of flagged samples per (given, suggested) pair.
 
@@ -20,6 +22,7 @@ from typing import ClassVar
 import numpy as np
 
 from active_learning.errors import DataError, InputError
+from active_learning.trust import model_trust
 from curation_checks.base import CheckInputs, CheckResult
 
 FILTER_METHODS = (
@@ -32,6 +35,9 @@ FILTER_METHODS = (
     "low_self_confidence",
 )
 RANK_METHODS = ("self_confidence", "normalized_margin", "confidence_weighted_entropy")
+#: The flagging rule, chosen from planted-noise measurements on CIFAR-10 photos and Fashion-MNIST
+#: (docs/label_errors.md): flag a sample when the model's most likely class is not its given label.
+DEFAULT_FILTER = "predicted_neq_given"
 ROW_SUM_TOLERANCE = 1e-3
 
 
@@ -39,7 +45,7 @@ ROW_SUM_TOLERANCE = 1e-3
 class LabelErrors:
     """Confident learning: flag and rank samples whose given label disagrees with out-of-sample probabilities."""
 
-    filter_by: str = "prune_by_noise_rate"
+    filter_by: str = DEFAULT_FILTER
     rank_method: str = "self_confidence"
 
     name: ClassVar[str] = "label_errors"
@@ -79,6 +85,8 @@ class LabelErrors:
             _, noise_matrix, _ = estimate_latent(confident_joint, given)
 
         suggested_index = probs.argmax(axis=1)
+        accuracy = float((suggested_index == given).mean())
+        trust = model_trust(accuracy, source="agreement of the probabilities with the given labels")
         order = np.argsort(quality, kind="stable")  # worst first; ties keep sample order
         ranks = np.empty(len(labeled), dtype=np.int64)
         ranks[order] = np.arange(1, len(labeled) + 1)
@@ -89,6 +97,8 @@ class LabelErrors:
         flag[labeled] = issue_mask
         suggested = np.full(n, None, dtype=object)
         suggested[labeled] = [classes[i] for i in suggested_index]
+        confidence = np.full(n, np.nan, dtype=np.float64)
+        confidence[labeled] = probs[np.arange(len(labeled)), suggested_index]
         rank = np.full(n, None, dtype=object)
         rank[labeled] = [int(r) for r in ranks]
 
@@ -111,10 +121,12 @@ class LabelErrors:
                                  "a column is all zeros when no sample was confidently counted in class j",
             "pairs": pairs,
             "small_classes": small_classes,
+            "model_accuracy": accuracy,
+            "trust": trust.to_dict(),
         }
         return CheckResult(
             self.name,
-            per_sample={"score": score, "flag": flag, "suggested": suggested, "rank": rank},
+            per_sample={"score": score, "flag": flag, "suggested": suggested, "rank": rank, "confidence": confidence},
             summary=summary,
         )
 

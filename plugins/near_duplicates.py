@@ -22,6 +22,9 @@ from curation_checks.base import CheckInputs, CheckResult
 
 MEDIAN_FLOOR = 1e-6  # cleanlab's EPSILON: keeps the relative threshold above 0 when most samples are copies
 QUERY_BLOCK = 4096  # query rows per neighbour search call
+#: A group larger than this is unlikely to be copies of one image: the summary counts such groups and the report
+#: says the embeddings may be too coarse to tell images apart (a weak model's embeddings put unrelated photos close).
+LARGE_GROUP = 10
 
 
 def normalised_embeddings(inputs: CheckInputs, check: str) -> np.ndarray:
@@ -109,6 +112,8 @@ class NearDuplicates:
             "num_flagged": int(flag.sum()),
             "num_groups": int(len(sizes)),
             "largest_group": int(sizes.max()) if len(sizes) else 0,
+            "num_large_groups": int((sizes > LARGE_GROUP).sum()),
+            "large_group_size": LARGE_GROUP,
             "threshold": threshold,
             "threshold_rule": rule,
             "relative_threshold": float(self.relative_threshold),
@@ -124,13 +129,16 @@ class NearDuplicates:
 
 
 def _groups(unit: np.ndarray, flag: np.ndarray, nearest: np.ndarray, threshold: float) -> np.ndarray:
-    """Group id per sample: connected components of flagged samples linked within ``threshold``; -1 if unflagged.
+    """Group id per sample: star groups of flagged samples within ``threshold`` of a centre; -1 if unflagged.
 
-    Only flagged samples can lie within the threshold of each other, so only they are queried. Ids count from 0
-    in order of each group's first sample.
+    Linking every pair within the threshold and taking connected components chains: on embeddings of a weak model
+    (CIFAR-10 photos, docs/label_errors.md) one component swallowed hundreds of unrelated images. Instead, within
+    each component the sample with the most neighbours becomes a centre and takes its unassigned neighbours, and
+    so on; a sample left alone joins its nearest neighbour's group. Every member is then within the threshold of
+    its group's centre or of its nearest neighbour in the group, and exact copies stay together. Only flagged
+    samples can lie within the threshold of each other, so only they are queried. Ids count from 0 in order of
+    each group's first sample.
     """
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
     from sklearn.neighbors import NearestNeighbors
 
     n = len(unit)
@@ -138,8 +146,7 @@ def _groups(unit: np.ndarray, flag: np.ndarray, nearest: np.ndarray, threshold: 
     flagged = np.flatnonzero(flag)
     if len(flagged) == 0:
         return group
-    # Every flagged sample links to its nearest neighbour (flagged too: the relation is symmetric in distance).
-    sources, targets = [flagged], [nearest[flagged]]
+    neighbours: dict[int, np.ndarray] = {}
     index = NearestNeighbors(metric="euclidean", algorithm="brute").fit(unit)
     radius = float(np.sqrt(2.0 * threshold))
     for start in range(0, len(flagged), QUERY_BLOCK):
@@ -147,13 +154,21 @@ def _groups(unit: np.ndarray, flag: np.ndarray, nearest: np.ndarray, threshold: 
         dist, idx = index.radius_neighbors(unit[rows], radius=radius, return_distance=True)
         for row, row_dist, row_idx in zip(rows, dist, idx):
             close = row_idx[(_euclidean_to_cosine(row_dist) < threshold) & (row_idx != row)]
-            sources.append(np.full(len(close), row))
-            targets.append(close)
-    src, dst = np.concatenate(sources), np.concatenate(targets)
-    graph = coo_matrix((np.ones(len(src), dtype=np.int8), (src, dst)), shape=(n, n)).tocsr()
-    _, component = connected_components(graph, directed=False)
-    # Renumber the components that contain flagged samples 0, 1, ... in order of their first sample.
+            neighbours[int(row)] = np.union1d(close, [nearest[row]]).astype(np.int64)
+    star = np.full(n, -1, dtype=np.int64)
+    order = sorted(neighbours, key=lambda i: (-len(neighbours[i]), i))  # most-connected first, ties by index
+    for centre in order:
+        if star[centre] >= 0:
+            continue
+        free = [int(j) for j in neighbours[centre] if star[j] < 0]
+        if not free:
+            continue  # alone: joins its nearest neighbour's group below
+        star[centre] = centre
+        star[free] = centre
+    for i in flagged:
+        if star[i] < 0:
+            star[i] = star[nearest[i]] if star[nearest[i]] >= 0 else nearest[i]
     first_seen: dict[int, int] = {}
     for i in flagged:
-        group[i] = first_seen.setdefault(int(component[i]), len(first_seen))
+        group[i] = first_seen.setdefault(int(star[i]), len(first_seen))
     return group

@@ -6,12 +6,13 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from active_learning.errors import DataError
-from active_learning.model import DEFAULT_TTA_PX, ProgressCallback, Recipe
-from active_learning.predictions import DEFAULT_RUN_KEY, PROBS_FIELD, ModelRunSummary, compute_model_outputs
-from active_learning.runs import load_run
+from active_learning.model import ProgressCallback, Recipe
+from active_learning.predictions import (EMBEDDING_FIELD, PROBS_FIELD, ModelRunSummary, compute_model_outputs,
+                                         stored_model_config)
 from active_learning.views import check_label_field
 from curation_checks.base import CheckResult
 from curation_checks.io import run_check
+from curation_checks.label_errors import DEFAULT_FILTER
 from curation_checks.registry import get_check
 
 LABEL_ISSUE_CHECKS = ("label_errors", "near_duplicates", "outliers")
@@ -38,6 +39,7 @@ class LabelIssueReport:
     model: ModelRunSummary | None  # None when existing out-of-sample probabilities were reused
     suspects: list[Suspect] = field(default_factory=list)
     recomputed_because: list[str] = field(default_factory=list)  # the settings that differed from the stored run
+    skipped: list[str] = field(default_factory=list)  # checks that need embeddings the view does not have
 
 
 def has_out_of_sample_probs(view, label_field: str) -> bool:
@@ -49,21 +51,13 @@ def has_out_of_sample_probs(view, label_field: str) -> bool:
 
 
 def _model_config(view) -> dict | None:
-    dataset = view._dataset
-    if DEFAULT_RUN_KEY not in dataset.list_runs():
-        return None
-    return load_run(dataset, DEFAULT_RUN_KEY)[0]
+    return stored_model_config(view._dataset)
 
 
 def _recorded_recipe(config: dict) -> Recipe | None:
     """The recipe a model run recorded (fields this version does not know are dropped), or None."""
-    from dataclasses import fields
-
     recorded = config.get("recipe")
-    if not recorded:
-        return None
-    known = {f.name for f in fields(Recipe)}
-    return Recipe(**{k: v for k, v in recorded.items() if k in known})
+    return Recipe.from_dict(recorded) if recorded else None
 
 
 def changed_settings(view, disjoint: bool, folds: int | None = None, seeds: Sequence[int] | None = None,
@@ -87,9 +81,13 @@ def changed_settings(view, disjoint: bool, folds: int | None = None, seeds: Sequ
     if tta_px is not None and int(config.get("tta_px", 0)) != tta_px:
         changed.append(f"tta_px {config.get('tta_px', 0)} -> {tta_px}")
     if recipe is not None:
-        recorded = {k: v for k, v in config.get("recipe", {}).items() if k != "seed"}  # the seed is in seeds
+        made = Recipe.from_dict(config.get("recipe", {}))
+        recorded = {k: v for k, v in made.to_dict().items() if k != "seed"}  # the seed is in seeds
         asked = {k: v for k, v in recipe.to_dict().items() if k != "seed"}
-        changed += [f"recipe {k} {recorded.get(k)} -> {v}" for k, v in asked.items() if recorded.get(k) != v]
+        if made.name != recipe.name:
+            changed.append(f"recipe {made.name} -> {recipe.name}")
+        else:
+            changed += [f"recipe {k} {recorded.get(k)} -> {v}" for k, v in asked.items() if recorded.get(k) != v]
     return changed
 
 
@@ -102,7 +100,7 @@ def find_label_issues(
     device: str | None = None,
     recompute: bool = False,
     top: int = 50,
-    filter_by: str = "prune_by_noise_rate",
+    filter_by: str = DEFAULT_FILTER,
     progress: ProgressCallback | None = None,
     fit_view=None,
     tta_px: int | None = None,
@@ -115,7 +113,7 @@ def find_label_issues(
     ``recompute``, or a setting asked for here differs from the one they were made with (``changed_settings``):
     K-fold or ``fit_view``, ``folds``, ``seeds``, ``tta_px``, ``recipe``. Settings left at None match what is
     stored and, when recomputing, keep the stored model run's values (else the defaults: 5 folds, seed 0, the
-    fixed recipe, ``DEFAULT_TTA_PX``), so changing one setting changes only that one.
+    dataset's recipe, the recipe's default test-time augmentation), so changing one setting changes only that one.
     ``rank_method``: cleanlab's label quality score that orders the suspects (``self_confidence``,
     ``normalized_margin`` or ``confidence_weighted_entropy``).
 
@@ -131,17 +129,23 @@ def find_label_issues(
         stored = _model_config(view) or {}
         folds = folds if folds is not None else stored.get("folds") or 5
         seeds = tuple(seeds) if seeds is not None else tuple(stored.get("seeds") or (recipe.seed if recipe else 0,))
-        tta_px = tta_px if tta_px is not None else int(stored.get("tta_px", 0)) if stored else DEFAULT_TTA_PX
+        tta_px = tta_px if tta_px is not None else int(stored.get("tta_px", 0)) if stored else None
         recipe = recipe if recipe is not None else _recorded_recipe(stored)
         model = compute_model_outputs(view, label_field=label_field, folds=folds, seeds=seeds,
                                       recipe=recipe.with_seed(seeds[0]) if recipe else None, device=device,
                                       progress=progress, fit_view=fit_view, tta_px=tta_px)
     results = {"label_errors": run_check(view, "label_errors", label_field=label_field, filter_by=filter_by,
                                          rank_method=rank_method)}
+    skipped = []
+    has_embeddings = EMBEDDING_FIELD in view.get_field_schema() and \
+        len(view.exists(EMBEDDING_FIELD)) == len(view)
     for name in LABEL_ISSUE_CHECKS[1:]:
-        results[name] = run_check(view, name, label_field=label_field)
+        if has_embeddings:
+            results[name] = run_check(view, name, label_field=label_field)
+        else:  # the user's own predictions come without embeddings
+            skipped.append(name)
     return LabelIssueReport(results=results, model=model, suspects=worst_suspects(view, label_field, top),
-                            recomputed_because=changed if model is not None else [])
+                            recomputed_because=changed if model is not None else [], skipped=skipped)
 
 
 def worst_suspects(view, label_field: str = "ground_truth", top: int = 50) -> list[Suspect]:

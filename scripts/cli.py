@@ -70,15 +70,54 @@ def _print_dataset(dataset) -> None:
           f"{', '.join(dataset.default_classes[:12])}{' ...' if len(dataset.default_classes) > 12 else ''}")
 
 
+def _asked_recipe(view, args: argparse.Namespace, seed: int, always: bool):
+    """The recipe the command line asks for (``--recipe``, ``--epochs``, ``--image-size`` over the dataset's or the
+    default one), or None when it asks for nothing and ``always`` is False (reuse what is stored)."""
+    from active_learning.predictions import resolve_recipe, stored_recipe
+
+    name = getattr(args, "recipe", None) or "auto"
+    if not always and name == "auto" and not args.epochs and not getattr(args, "image_size", None):
+        return None
+    recipe = resolve_recipe(view, name, epochs=args.epochs or None, image_size=getattr(args, "image_size", None),
+                            seed=seed)
+    stored = stored_recipe(view._dataset)
+    if stored is not None and stored.name != recipe.name:
+        print(f"Recipe {recipe.name!r} replaces this dataset's {stored.name!r}: the new run's probabilities and "
+              "checkpoint replace the old ones (recorded in the run).")
+    return recipe
+
+
+def _own_model(view, args: argparse.Namespace, test_view=None):
+    """The user's own model (``--embeddings-field`` with a K-fold head, or ``--predictions-field``), or None."""
+    from active_learning.own_model import Head, compute_head_outputs, import_predictions
+
+    embeddings_field = getattr(args, "embeddings_field", None)
+    predictions_field = getattr(args, "predictions_field", None)
+    if embeddings_field and predictions_field:
+        from active_learning.errors import InputError
+
+        raise InputError("Give either --embeddings-field or --predictions-field, not both.")
+    if embeddings_field:
+        seeds = args.seeds or [0]
+        return compute_head_outputs(view, embeddings_field, label_field=args.label_field, folds=args.folds or 5,
+                                    seeds=seeds, head=Head(args.head, seed=seeds[0]), test_view=test_view)
+    if predictions_field:
+        return import_predictions(view, predictions_field, label_field=args.label_field,
+                                  out_of_sample=args.out_of_sample)
+    return None
+
+
 def _run_model(dataset, args: argparse.Namespace):
-    from active_learning.model import Recipe
     from active_learning.predictions import compute_model_outputs
 
     view = dataset.match_tags(args.train_tag) if args.train_tag else dataset
     test_view = dataset.match_tags(args.test_tag) if args.test_tag else None
     if test_view is not None and not len(test_view):
         test_view = None
-    recipe = Recipe(epochs=args.epochs, seed=args.seeds[0]) if args.epochs else Recipe(seed=args.seeds[0])
+    own = _own_model(view, args, test_view)
+    if own is not None:
+        return own
+    recipe = _asked_recipe(view, args, args.seeds[0], always=True)
     fit_view = _fit_view(dataset, args.fit_tag)
     update, close = _progress_bar("Model (K-fold)" if fit_view is None else f"Model (trained on {args.fit_tag!r})")
     try:
@@ -104,14 +143,25 @@ def _fit_view(dataset, tag: str):
 
 
 def _print_model(summary) -> None:
-    print(f"Model outputs ({summary.run_key}): {summary.num_scored} samples scored out-of-sample "
-          f"({summary.source}) on {summary.device} in {summary.seconds:.0f} s")
+    from active_learning.trust import model_trust
+
+    if summary.split == "predictions":
+        print(f"Model outputs ({summary.run_key}): {summary.num_scored} samples from {summary.source}")
+    else:
+        print(f"Model outputs ({summary.run_key}, recipe {summary.recipe}): {summary.num_scored} samples scored "
+              f"out-of-sample ({summary.source}) on {summary.device} in {summary.seconds:.0f} s")
     if summary.num_unlabeled_skipped:
         print(f"  {summary.num_unlabeled_skipped} samples without a label were skipped.")
-    print(f"  out-of-sample accuracy: {summary.out_of_sample_accuracy:.3f}")
+    if summary.split == "predictions":
+        print("  accuracy of the given predictions against the labels: "
+              f"{summary.out_of_sample_accuracy:.3f}")
+    else:
+        print(f"  out-of-sample accuracy: {summary.out_of_sample_accuracy:.3f}")
+    print(f"  {model_trust(summary.out_of_sample_accuracy).message}")
     if summary.test_accuracy is not None:
         print(f"  test accuracy (final model, {summary.num_test} test samples): {summary.test_accuracy:.3f}")
-    print(f"  checkpoint: {summary.checkpoint} (sha256 {summary.checkpoint_sha256[:12]}...)")
+    if summary.checkpoint:
+        print(f"  checkpoint: {summary.checkpoint} (sha256 {summary.checkpoint_sha256[:12]}...)")
 
 
 def cmd_model(args: argparse.Namespace) -> int:
@@ -131,8 +181,18 @@ def _print_check(result) -> None:
             print(f"  {name:<{width}} {count:>7}  {'#' * max(1, round(30 * count / top))}")
         if summary["rare_classes"]:
             print(f"  rare classes (< 20% of the largest): {', '.join(summary['rare_classes'])}")
+    elif result.check == "label_errors":
+        print(f"Label errors: {summary['num_scored']} labeled samples scored (cleanlab {summary['filter_by']}, "
+              f"ranked by {summary['rank_method']}).")
+        _print_flag_count(summary)
+        from curation_checks.pipelines import noise_pairs_table
+
+        pairs = noise_pairs_table(summary)
+        if pairs:
+            print("  Most frequent given -> suggested: " + ", ".join(f"{g} -> {s} ({c})" for g, s, c in pairs[:6]))
     else:
-        print(f"{result.check}: {summary}")
+        shown = {k: v for k, v in summary.items() if not isinstance(v, (list, dict))}
+        print(f"{result.check}: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -143,18 +203,49 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_flag_count(errors: dict) -> None:
+    """The flag count and the trust verdict: below the bar the flags are not called likely label errors."""
+    from active_learning.trust import TrustVerdict
+
+    scored = max(errors["num_scored"], 1)
+    share = f"{errors['num_issues']} ({100 * errors['num_issues'] / scored:.1f}%)"
+    verdict = TrustVerdict.from_dict(errors.get("trust"))
+    if verdict is not None and not verdict.trusted:
+        print(f"  {verdict.message}")
+        print(f"  Flagged (the model disagrees with the given label; NOT likely label errors at this accuracy): "
+              f"{share}")
+        return
+    print(f"  Likely label errors: {share}")
+    if verdict is not None:
+        print(f"  {verdict.message}")
+
+
+def _stored_source(dataset_name: str) -> str:
+    """How the reused probabilities were made, in words, from the dataset's model run."""
+    import fiftyone as fo
+
+    from active_learning.predictions import stored_model_config
+
+    config = stored_model_config(fo.load_dataset(dataset_name))
+    if not config:
+        return "existing out-of-sample probabilities"
+    if config.get("out_of_sample") is False:
+        return f"existing probabilities, {config.get('probabilities', '')}"
+    return f"existing out-of-sample probabilities ({config.get('probabilities', '')})"
+
+
 def _print_label_issues(dataset_name: str, report, top: int) -> None:
     from curation_checks.pipelines import noise_pairs_table
 
     errors = report.results["label_errors"].summary
     scored = errors["num_scored"]
     source = (f"out-of-sample probabilities ({report.model.source}), computed in {report.model.seconds:.0f} s"
-              if report.model else "existing out-of-sample probabilities")
+              if report.model else _stored_source(dataset_name))
     print(f"Label issues in {dataset_name!r}: {scored} labeled samples scored ({source}; cleanlab "
           f"{errors['filter_by']}, ranked by {errors['rank_method']}).")
     if errors["num_unlabeled_skipped"]:
         print(f"  {errors['num_unlabeled_skipped']} samples without a label were skipped.")
-    print(f"  Likely label errors: {errors['num_issues']} ({100 * errors['num_issues'] / max(scored, 1):.1f}%)")
+    _print_flag_count(errors)
     pairs = noise_pairs_table(errors)
     if pairs:
         print("  Most frequent given -> suggested: " + ", ".join(f"{g} -> {s} ({c})" for g, s, c in pairs[:6]))
@@ -165,28 +256,46 @@ def _print_label_issues(dataset_name: str, report, top: int) -> None:
         for suspect in report.suspects[:top]:
             print(f"    {suspect.rank:>5} {suspect.score:>7.4f} {'*' if suspect.flagged else '':>4}  "
                   f"{suspect.given:<{width}} {suspect.suggested:<{width}} {Path(suspect.filepath).name}")
+    if report.skipped:
+        print(f"  Skipped {', '.join(report.skipped)}: the samples have no embeddings (your predictions came "
+              "without them; give --embeddings-field or use the fixed model).")
+    else:
+        _print_duplicates(report)
+    print("  Fields: label_issue_{score,flag,suggested,rank,confidence}, near_duplicate_*, outlier_*; review them in "
+          "the App's 'Label issues' panel.")
+
+
+def _print_duplicates(report) -> None:
     dups = report.results["near_duplicates"].summary
     outliers = report.results["outliers"].summary
-    print(f"  Near-duplicates: {dups['num_flagged']} samples in {dups['num_groups']} groups; "
-          f"outliers: {outliers['num_flagged']}.")
-    print("  Fields: label_issue_{score,flag,suggested,rank}, near_duplicate_*, outlier_*; review them in the App's "
-          "'Label issues' panel.")
+    print(f"  Near-duplicates: {dups['num_flagged']} samples in {dups['num_groups']} groups "
+          f"(largest {dups.get('largest_group', 0)}); outliers: {outliers['num_flagged']}.")
+    if dups.get("num_large_groups"):
+        print(f"  Warning: {dups['num_large_groups']} near-duplicate groups hold more than "
+              f"{dups['large_group_size']} images: the embeddings may be too coarse to tell images apart; look "
+              "before deleting anything.")
 
 
 def cmd_label_errors(args: argparse.Namespace) -> int:
-    from active_learning.model import Recipe
     from curation_checks.pipelines import find_label_issues
 
     dataset = _load(args.dataset)
     view = dataset.match_tags(args.tag) if args.tag else dataset
+    own = _own_model(view, args)
+    if own is not None:
+        _print_model(own)
     seed = args.seeds[0] if args.seeds else 0
-    recipe = Recipe(epochs=args.epochs, seed=seed) if args.epochs else None  # None: the stored run's, or the default
     update, close = _progress_bar("Label issues")
     try:
-        report = find_label_issues(view, label_field=args.label_field, folds=args.folds, seeds=args.seeds,
-                                   recipe=recipe, device=args.device, recompute=args.recompute, top=args.top,
-                                   progress=update, fit_view=_fit_view(dataset, args.fit_tag), tta_px=args.tta_px,
-                                   rank_method=args.rank_method)
+        if own is not None:  # the user's embeddings head or predictions, as they are
+            report = find_label_issues(view, label_field=args.label_field, top=args.top, progress=update,
+                                       rank_method=args.rank_method)
+        else:
+            recipe = _asked_recipe(view, args, seed, always=False)  # None: the stored run's, or the default
+            report = find_label_issues(view, label_field=args.label_field, folds=args.folds, seeds=args.seeds,
+                                       recipe=recipe, device=args.device, recompute=args.recompute, top=args.top,
+                                       progress=update, fit_view=_fit_view(dataset, args.fit_tag),
+                                       tta_px=args.tta_px, rank_method=args.rank_method)
     finally:
         close()
     if report.recomputed_because:
@@ -446,11 +555,30 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 # -- parser -------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    from active_learning.model import DEFAULT_TTA_PX
+    from active_learning.model import DEFAULT_TTA_PX, RECIPES
     from curation_checks.label_errors import RANK_METHODS
 
     tta_help = (f"test-time augmentation: average each image's probabilities over its shifts of up to N pixels "
-                f"((2N+1)^2 copies; default {DEFAULT_TTA_PX}; 0 = none)")
+                f"((2N+1)^2 copies, and their mirror images for the photo recipe; default {DEFAULT_TTA_PX} for the "
+                "fast recipe, 0 (the mirror image only) for photo)")
+
+    def own_model_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--embeddings-field", default=None,
+                       help="bring your own model: an existing embeddings field (e.g. from FiftyOne's "
+                            "compute_embeddings); a K-fold head on it gives the probabilities in seconds")
+        p.add_argument("--head", default="logistic", choices=["logistic", "mlp"],
+                       help="the head on --embeddings-field (default logistic regression)")
+        p.add_argument("--predictions-field", default=None,
+                       help="bring your own predictions: a Classification field with logits (or a confidence)")
+        p.add_argument("--out-of-sample", action="store_true",
+                       help="--predictions-field came from a model that never trained on these samples")
+
+    def recipe_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--recipe", default="auto", choices=["auto", *RECIPES],
+                       help="the fixed model's recipe: photo (small photos, the default for colour images), fast "
+                            "(ResNet-18, the default for grayscale); auto keeps the dataset's recipe once chosen")
+        p.add_argument("--image-size", type=int, default=None,
+                       help="input size in pixels the images load at (default 32; e.g. 64 for larger photos)")
 
     parser = argparse.ArgumentParser(prog="curation", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -461,7 +589,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--seeds", type=_ints, default=[0], help="comma-separated seeds; several = an ensemble")
         p.add_argument("--epochs", type=int, default=None, help="override the fixed recipe's epochs (recorded)")
         p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
-        p.add_argument("--tta-px", type=int, default=DEFAULT_TTA_PX, help=tta_help)
+        p.add_argument("--tta-px", type=int, default=None, help=tta_help)
+        recipe_options(p)
+        own_model_options(p)
         p.add_argument("--train-tag", default="train", help="tag of the samples to score ('' = all)")
         p.add_argument("--test-tag", default="test", help="tag of the held-out test samples ('' = none)")
         p.add_argument("--fit-tag", default="", help="train on the samples with this tag instead of K-fold (a split "
@@ -502,7 +632,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", dest="seeds", type=_ints, help="several comma-separated seeds: an ensemble")
     p.add_argument("--epochs", type=int, default=None, help="override the fixed recipe's epochs (recorded)")
     p.add_argument("--tta-px", type=int, default=None, help=tta_help + "; stored probabilities made with other "
-                   "--folds/--seeds/--epochs/--tta-px are recomputed, unset ones reuse what is stored")
+                   "--folds/--seeds/--epochs/--tta-px/--recipe are recomputed, unset ones reuse what is stored")
+    recipe_options(p)
+    own_model_options(p)
     p.add_argument("--rank-method", default="self_confidence", choices=RANK_METHODS,
                    help="cleanlab label quality score that ranks the suspects (default self_confidence)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")

@@ -170,8 +170,11 @@ def test_label_issues_panel_plots_ranks_and_accepts(app_url: str, planted_images
         table = panel.locator("table").first
         tiles = page.locator(GRID_TILES)
 
-        with steps.step("the summary and the buttons show"):
+        with steps.step("the summary, the trust verdict and the buttons show"):
             expect(panel).to_contain_text(f"{expected['summary']['num_issues']} likely label errors", timeout=wait)
+            expect(panel).to_contain_text("accuracy 0.917", timeout=wait)  # 55 of 60 agree with the given label
+            expect(panel).to_contain_text("the flags can be trusted as likely label errors", timeout=wait)
+            expect(panel).not_to_contain_text("too weak", timeout=wait)
             expect(panel).to_contain_text(f"Probabilities: {PROBABILITIES}; seeds 0, 1.", timeout=wait)
             for name in ("Show ranked suspects", "Show flagged only", "Refresh", "Tag selected",
                          "Accept suggested label", "Send to review"):
@@ -286,3 +289,70 @@ def test_label_issues_panel_plots_ranks_and_accepts(app_url: str, planted_images
         assert (entry["field"], entry["old"], entry["new"], entry["source"]) == ("ground_truth", "a", "b",
                                                                                  "label_issues_panel"), entry
         assert entry["who"] and entry["when"] and entry["why"], entry
+
+
+WEAK_SCREENSHOT = ARTIFACTS / f"{PREFIX}_weak_model.png"
+WEAK_APP_LOG = ARTIFACTS / f"{PREFIX}_weak_model_app.log"
+
+
+@pytest.fixture
+def weak_model_images(dataset_name: str, tmp_path: Path):
+    """60 real PNGs whose planted probabilities agree with only half of the labels: a model too weak to trust."""
+    import fiftyone as fo
+    from PIL import Image
+
+    from curation_checks.pipelines import find_label_issues
+
+    rng = np.random.default_rng(3)
+    labels = [CLASSES[i % 3] for i in range(NUM_SAMPLES)]
+    paths = []
+    for i, label in enumerate(labels):
+        path = tmp_path / f"weak{i:02d}.png"
+        Image.new("RGB", (64, 64), COLORS[label]).save(path)
+        paths.append(str(path))
+    dataset = fo.Dataset(dataset_name)
+    dataset.default_classes = CLASSES
+    dataset.add_samples([fo.Sample(filepath=p, ground_truth=fo.Classification(label=y))
+                         for p, y in zip(paths, labels)])
+    probs = rng.dirichlet([1.0, 1.0, 1.0], size=NUM_SAMPLES)
+    for i, label in enumerate(labels[::2]):  # every other sample: the model agrees, weakly
+        row = np.full(3, 0.2)
+        row[CLASSES.index(label)] = 0.6
+        probs[2 * i] = row
+    for i in range(1, NUM_SAMPLES, 2):  # the others: the model prefers a wrong class
+        wrong = (CLASSES.index(labels[i]) + 1) % 3
+        probs[i] = np.roll([0.5, 0.3, 0.2], wrong)
+    ids = dataset.values("id")
+    dataset.set_values("model_probs", dict(zip(ids, probs.tolist())), key_field="id")
+    dataset.set_values("model_embedding", dict(zip(ids, rng.normal(size=(NUM_SAMPLES, 8)).tolist())),
+                       key_field="id")
+    find_label_issues(dataset)
+    return dataset
+
+
+@pytest.mark.browser
+def test_label_issues_panel_says_when_the_model_is_too_weak(weak_model_images) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    from curation_app.label_issues import label_issues_data
+
+    require_chromium()
+    dataset = weak_model_images
+    summary = label_issues_data(dataset)["summary"]
+    assert summary["trust"]["trusted"] is False and summary["trust"]["accuracy"] == 0.5  # the premise
+    wait = PANEL_TIMEOUT_MS
+    with serve_app(dataset.name, WEAK_APP_LOG) as url, sync_playwright() as playwright, \
+            chromium_page(playwright, wait) as page:
+        steps = BrowserSteps(page, f"{PREFIX}_weak_model", WEAK_APP_LOG)
+        steps.clear_stale_artifacts(WEAK_SCREENSHOT)
+        open_app(page, steps, url)
+        panel = open_panel(page, steps, "label_issues", "Label issues")
+        with steps.step("the panel says the model is too weak and does not call the flags label errors"):
+            expect(panel).to_contain_text("Model too weak to trust: out-of-sample accuracy 0.500", timeout=wait)
+            expect(panel).to_contain_text("train the photo recipe on a GPU", timeout=wait)
+            expect(panel).to_contain_text(f"{summary['num_issues']} flagged (the model disagrees", timeout=wait)
+            expect(panel).not_to_contain_text("likely label errors among", timeout=wait)
+        with steps.step(f"save the screenshot to {WEAK_SCREENSHOT}"):
+            page.wait_for_timeout(500)
+            page.screenshot(path=str(WEAK_SCREENSHOT))
+        steps.report_page_errors()

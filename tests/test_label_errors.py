@@ -35,7 +35,7 @@ def planted(n: int = 400, k: int = 4, flip_fraction: float = 0.06, unlabeled: in
 
 def test_planted_flips_are_flagged_and_ranked_first():
     inputs, true, flipped, _ = planted()
-    result = LabelErrors().run(inputs)
+    result = LabelErrors(filter_by="prune_by_noise_rate").run(inputs)
     flag = result.per_sample["flag"]
     found = np.flatnonzero(flag)
     recall = np.isin(flipped, found).mean()
@@ -52,6 +52,38 @@ def test_planted_flips_are_flagged_and_ranked_first():
     assert np.mean([suggested[i] == CLASSES[true[i]] for i in flipped]) >= 0.9
     assert result.summary["num_issues"] == int(flag.sum())
     assert result.summary["num_scored"] == len(true)
+
+
+def test_the_default_rule_flags_every_disagreement_and_records_the_verdict():
+    """``predicted_neq_given`` (the default): a sample is flagged exactly when its most likely class is not its
+    label; the summary records the model's agreement with the labels and whether the flags can be trusted."""
+    inputs, true, flipped, _ = planted()
+    result = LabelErrors().run(inputs)
+    disagree = inputs.pred_probs.argmax(1) != inputs.labels
+    np.testing.assert_array_equal(result.per_sample["flag"], disagree)
+    assert np.isin(flipped, np.flatnonzero(disagree)).mean() >= 0.95
+    summary = result.summary
+    assert summary["filter_by"] == "predicted_neq_given"
+    assert summary["model_accuracy"] == pytest.approx(float((~disagree).mean()))
+    trust = summary["trust"]
+    assert trust["threshold"] == 0.85 and trust["trusted"] == (summary["model_accuracy"] >= 0.85)
+    rows = np.arange(len(inputs.labels))
+    np.testing.assert_allclose(result.per_sample["confidence"], inputs.pred_probs[rows, inputs.pred_probs.argmax(1)])
+
+
+def test_the_verdict_triggers_on_a_weak_model_and_not_on_a_strong_one():
+    rng = np.random.default_rng(7)
+    n, k = 400, 4
+    labels = rng.integers(0, k, n)
+    ids = tuple(map(str, range(n)))
+    for agreement, trusted in ((0.95, True), (0.6, False)):
+        agree = rng.random(n) < agreement
+        predicted = np.where(agree, labels, (labels + rng.integers(1, k, n)) % k)
+        probs = np.full((n, k), 0.1 / (k - 1))
+        probs[np.arange(n), predicted] = 0.9
+        summary = LabelErrors().run(CheckInputs(ids, CLASSES[:k], labels, probs, None)).summary
+        assert summary["trust"]["trusted"] is trusted, summary["trust"]
+        assert ("too weak" in summary["trust"]["message"]) is not trusted
 
 
 def test_unlabeled_samples_are_skipped_and_counted():
@@ -85,7 +117,7 @@ def test_summary_pairs_and_noise_matrix():
     assert np.allclose(matrix.sum(axis=0), 1.0)
     assert (np.diag(matrix) > 0.8).all()  # ~6% of labels flipped
     assert summary["classes"] == list(CLASSES)
-    assert summary["filter_by"] == "prune_by_noise_rate" and summary["rank_method"] == "self_confidence"
+    assert summary["filter_by"] == "predicted_neq_given" and summary["rank_method"] == "self_confidence"
     import json
 
     json.dumps(summary)  # plain Python types only

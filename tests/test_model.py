@@ -10,7 +10,9 @@ import pytest
 
 from active_learning.errors import DataError, ModelError
 from active_learning.images import arrays_to_model_input
-from active_learning.model import FixedModel, Recipe, cross_val_proba, epochs_for, recipe_fingerprint, shifted
+from active_learning.augment import random_flip, random_translate, shifted, tta_views, view_of
+from active_learning.model import (RECIPES, FixedModel, Recipe, cross_val_proba, default_recipe, default_tta_px,
+                                   epochs_for, named_recipe, recipe_fingerprint)
 
 TINY = Recipe(epochs=1, batch_size=32)
 
@@ -273,3 +275,135 @@ def test_fit_trains_at_least_min_steps(digits) -> None:
     assert model.epochs_ == 7 and len(seen) == 7 and seen[-1].startswith("epoch 7/7")
     plain = FixedModel(10, Recipe(epochs=1, batch_size=32), device="cpu").fit(images[:100], labels[:100])
     assert plain.epochs_ == 1
+
+
+# -- the photo recipe, augmentation on the device, recipe choice ----------------------------------------------------
+@pytest.fixture(scope="module")
+def photos() -> tuple[np.ndarray, np.ndarray]:
+    """240 real CIFAR-10 photos of 3 classes (airplane, frog, truck) from ../shared/data, and their labels."""
+    import tarfile
+
+    data = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-train"
+    classes = (data / "classes.txt").read_text().split()
+    wanted = {"airplane": 0, "frog": 1, "truck": 2}
+    images, labels = [], []
+    counts = dict.fromkeys(wanted, 0)
+    from io import BytesIO
+
+    from PIL import Image
+
+    with tarfile.open(data / "images.tar.gz") as archive:
+        for member in archive:
+            parts = Path(member.name).parts
+            if not member.isfile() or len(parts) < 3 or parts[-2] not in wanted or counts[parts[-2]] >= 80:
+                continue
+            counts[parts[-2]] += 1
+            image = Image.open(BytesIO(archive.extractfile(member).read())).convert("RGB")
+            images.append(np.asarray(image, dtype=np.uint8).transpose(2, 0, 1))
+            labels.append(wanted[parts[-2]])
+            if all(c >= 80 for c in counts.values()):
+                break
+    assert classes[0] == "airplane" and len(images) == 240
+    return np.stack(images), np.asarray(labels, dtype=np.int64)
+
+
+def test_photo_recipe_trains_predicts_embeds_and_round_trips(photos, tmp_path: Path) -> None:
+    images, labels = photos
+    order = np.random.default_rng(0).permutation(len(labels))
+    train, held_out = order[:180], order[180:]
+    recipe = named_recipe("photo", epochs=6, widths=(16, 32, 64), batch_size=32)
+    model = FixedModel(3, recipe, device="cpu").fit(images[train], labels[train])
+    probs = model.predict_proba(images[held_out])
+    assert probs.shape == (60, 3) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    accuracy = float((probs.argmax(1) == labels[held_out]).mean())
+    assert accuracy > 0.6, f"held-out accuracy {accuracy:.2f} on 3 classes of real photos (chance 0.33)"
+    # The photo recipe trains with flips, so its plain prediction averages each image with its mirror image.
+    manual = (model._forward(images[held_out], 64, True, False)[0], model._forward(
+        view_of(images[held_out], 0, 0, True), 64, True, False)[0])
+    from active_learning.model import _softmax
+
+    mean = (_softmax(manual[0]) + _softmax(manual[1])) / 2
+    np.testing.assert_allclose(probs, mean / mean.sum(1, keepdims=True), atol=1e-5)
+    features = model.embed(images[held_out])
+    assert features.shape == (60, 64) and np.isfinite(features).all()
+    assert not model.net_.whiten.weight.requires_grad  # the whitening layer stays as initialised
+    sha = model.save(tmp_path / "photo.pt")
+    loaded = FixedModel.load(tmp_path / "photo.pt", expected_sha256=sha)
+    assert loaded.recipe == recipe and loaded.recipe.widths == (16, 32, 64)
+    np.testing.assert_array_equal(loaded.predict_proba(images[held_out]), probs)
+
+
+def test_photo_recipe_is_deterministic_on_cpu(photos) -> None:
+    images, labels = photos
+    recipe = named_recipe("photo", epochs=1, widths=(8, 16, 32), batch_size=32)
+    first = FixedModel(3, recipe, device="cpu").fit(images[:96], labels[:96]).predict_proba(images[200:])
+    again = FixedModel(3, recipe, device="cpu").fit(images[:96], labels[:96]).predict_proba(images[200:])
+    np.testing.assert_array_equal(first, again)
+
+
+def test_whitening_decorrelates_the_patches(photos) -> None:
+    import torch
+
+    from active_learning.networks import PHOTO_NET, build_network, init_whitening
+
+    images, _ = photos
+    net = build_network(PHOTO_NET, 3, (8, 16, 32))
+    x = torch.from_numpy(images).float() / 255
+    x = (x - x.mean(dim=(0, 2, 3), keepdim=True)) / x.std(dim=(0, 2, 3), keepdim=True)
+    init_whitening(net, x)
+    with torch.no_grad():
+        out = net.whiten(x)[:, :12]  # the 12 positive filters
+    flat = out.permute(1, 0, 2, 3).reshape(12, -1)
+    covariance = torch.cov(flat)
+    off_diagonal = covariance - torch.diag(torch.diag(covariance))
+    variances = torch.diag(covariance)
+    assert off_diagonal.abs().max() < 0.01  # decorrelated
+    # Unit variance along the strong directions; the weakest are damped by the eigenvalue floor (no noise blow-up).
+    assert torch.allclose(variances[:6], torch.ones(6), atol=0.02) and (variances <= 1.001).all()
+
+
+def test_batched_augmentation_matches_its_definition() -> None:
+    import torch
+
+    rng = np.random.default_rng(0)
+    batch = torch.from_numpy(rng.integers(0, 256, (300, 3, 8, 8), dtype=np.uint8))
+    moved = random_translate(batch, 2, torch.Generator().manual_seed(5))
+    offsets = torch.randint(0, 5, (300, 2), generator=torch.Generator().manual_seed(5))  # the same draw
+    for i in range(300):
+        dy, dx = (int(v) - 2 for v in offsets[i])
+        np.testing.assert_array_equal(moved[i].numpy(), shifted(batch[i : i + 1].numpy(), -dy, -dx)[0])
+    again = random_translate(batch, 2, torch.Generator().manual_seed(5))
+    assert torch.equal(moved, again) and torch.equal(random_translate(batch, 0, None), batch)
+    flipped = random_flip(batch, torch.Generator().manual_seed(1))
+    mirrored = [torch.equal(flipped[i], batch[i].flip(2)) for i in range(300)]
+    kept = [torch.equal(flipped[i], batch[i]) for i in range(300)]
+    assert all(m or k for m, k in zip(mirrored, kept)) and 100 < sum(mirrored) < 200
+
+
+def test_tta_views() -> None:
+    assert tta_views(0, False) == [(0, 0, False)]
+    assert len(tta_views(1, False)) == 9 and len(tta_views(1, True)) == 18 and tta_views(0, True)[1] == (0, 0, True)
+    images = np.arange(2 * 3 * 4 * 4, dtype=np.uint8).reshape(2, 3, 4, 4)
+    np.testing.assert_array_equal(view_of(images, 0, 0, True), images[..., ::-1])
+    np.testing.assert_array_equal(view_of(images, 1, 0, False), shifted(images, 1, 0))
+
+
+def test_recipe_choice_and_records(photos, digits) -> None:
+    images, _ = photos
+    assert default_recipe(images).name == "photo"
+    assert default_recipe(digits[0]).name == "fast"  # grayscale scans replicated to 3 channels
+    assert default_tta_px(RECIPES["photo"]) == 0 and default_tta_px(RECIPES["fast"]) == 2
+    photo = RECIPES["photo"]
+    recorded = photo.to_dict()
+    assert recorded["widths"] == [64, 128, 256] and recorded["name"] == "photo"
+    assert Recipe.from_dict(recorded) == photo and Recipe.from_dict({**recorded, "unknown": 1}) == photo
+    old = {k: v for k, v in Recipe().to_dict().items() if k not in ("name", "widths", "flip", "label_smoothing",
+                                                                    "whiten_init")}
+    assert Recipe.from_dict(old) == RECIPES["fast"]  # a run recorded before named recipes: ResNet-18, fast
+    from active_learning.errors import InputError
+
+    with pytest.raises(InputError, match="Unknown recipe 'huge'.*fast, photo"):
+        named_recipe("huge")
+    with pytest.raises(ModelError, match="ResNet-18 recipe only"):
+        FixedModel(3, named_recipe("photo", epochs=1), init_weights="/nonexistent.pt").fit(images[:8],
+                                                                                            np.arange(8) % 3)

@@ -54,16 +54,38 @@ def test_planted_copies_are_found_and_grouped():
     json.dumps(summary)
 
 
-def test_chained_near_duplicates_form_one_group():
+def test_a_chain_does_not_grow_one_group():
+    """Each link of a chain is within the threshold of the next, its ends are not: no group spans the chain, and
+    every member of a group is within the threshold of the group's centre or of its nearest neighbour in it."""
     rng = np.random.default_rng(1)
     base = rng.normal(size=(200, 16))
     direction = rng.normal(size=16)
-    chain = np.stack([base[0] + t * 0.02 * direction for t in range(1, 6)])  # each step close to the previous one
-    result = NearDuplicates(threshold=0.01).run(make_inputs(np.vstack([base, chain])))
+    direction *= np.linalg.norm(base[0]) / np.linalg.norm(direction)
+    chain = np.stack([base[0] + t * 0.1 * direction for t in range(1, 12)])  # each step close to the previous one
+    embeddings = np.vstack([base, chain])
+    result = NearDuplicates(threshold=0.01).run(make_inputs(embeddings))
     group = result.per_sample["group"]
-    members = [0, *range(200, 205)]
-    assert len(set(group[members].tolist())) == 1 and group[0] >= 0
-    assert result.summary["num_groups"] == 1
+    members = [0, *range(200, 211)]
+    assert (group[members] >= 0).all()
+    unit = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
+    assert 1 - unit[0] @ unit[210] > 0.01  # the chain's ends are not near-duplicates of each other
+    assert group[0] != group[210]
+    assert result.summary["num_groups"] >= 2 and result.summary["largest_group"] < len(members)
+    for g in set(group[members].tolist()):
+        rows = np.flatnonzero(group == g)
+        close = 1 - unit[rows] @ unit[rows].T < 0.01
+        np.fill_diagonal(close, False)
+        assert len(rows) >= 2 and close.any(axis=1).all()  # nobody is alone in their group
+
+
+def test_copies_of_one_image_stay_one_group():
+    rng = np.random.default_rng(5)
+    base = rng.normal(size=(100, 16))
+    copies = base[7] + rng.normal(scale=1e-4, size=(12, 16))
+    result = NearDuplicates(threshold=0.01).run(make_inputs(np.vstack([base, copies])))
+    group = result.per_sample["group"]
+    assert len(set(group[[7, *range(100, 112)]].tolist())) == 1 and group[7] >= 0
+    assert result.summary["num_large_groups"] == 1 and result.summary["largest_group"] == 13
 
 
 def test_distinct_points_are_not_flagged():

@@ -1,0 +1,141 @@
+"""Planted label noise on CIFAR-10 photos: does the label-errors check find it, and does it say when it can't?
+
+Settings: uniform 10% and 20% (a flipped label goes to a random other class) and class-conditional 20% between
+look-alike classes (cat <-> dog, automobile <-> truck, deer <-> horse). For each: out-of-sample probabilities by
+stratified K-fold with the photo recipe (trained from scratch on the noisy labels, with the recipe's default
+test-time augmentation), then the ``label_errors`` check as the product runs it: its flags' precision, recall and
+F1 against the planted flips, the ranking's average precision, the number flagged vs planted, and the trust
+verdict the check records. The same probabilities are also scored with cleanlab's ``prune_by_noise_rate`` (the
+earlier default), and the suggested labels' accuracy is given per confidence floor (what "Accept suggested label"
+may take). A seeded, class-stratified subset of N photos from the JPEG folder tree; on the CPU 10,000 photos and
+3 folds, on a GPU all 50,000 and 5 folds (the JSON says which). Writes
+benchmarks/results/label_errors_cifar10_<device>.json and prints it as the last line.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path as _Path
+
+if sys.path and _Path(sys.path[0]).resolve() == _Path(__file__).resolve().parent:
+    sys.path.pop(0)  # this folder's active_learning.py must not shadow the active_learning package
+
+
+def _load_sibling(name: str):
+    """A helper module of this folder, loaded by path (the folder itself must stay off sys.path)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, _Path(__file__).resolve().parent / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from active_learning.model import cross_val_proba, default_tta_px, named_recipe, select_device
+from curation_checks.base import CheckInputs
+from curation_checks.label_errors import DEFAULT_FILTER, LabelErrors
+
+bench_data = _load_sibling("bench_data")
+
+ROOT = Path(__file__).resolve().parents[1]
+LOOK_ALIKE = {3: 5, 5: 3, 1: 9, 9: 1, 4: 7, 7: 4}  # cat<->dog, automobile<->truck, deer<->horse
+CONFIDENCE_FLOORS = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+def flag_scores(flag: np.ndarray, planted: np.ndarray) -> dict:
+    """Precision, recall, F1 of boolean flags against the planted flips."""
+    true_positive = int((flag & planted).sum())
+    precision = true_positive / max(int(flag.sum()), 1)
+    recall = true_positive / max(int(planted.sum()), 1)
+    return {"precision": round(precision, 4), "recall": round(recall, 4),
+            "f1": round(2 * precision * recall / max(precision + recall, 1e-12), 4), "flagged": int(flag.sum())}
+
+
+def score_setting(noisy: np.ndarray, clean: np.ndarray, probs: np.ndarray, classes: tuple[str, ...]) -> dict:
+    """The check's figures for one setting's out-of-sample probabilities."""
+    from sklearn.metrics import average_precision_score
+
+    planted = noisy != clean
+    ids = tuple(str(i) for i in range(len(noisy)))
+    inputs = CheckInputs(ids, classes, noisy, probs)
+    result = LabelErrors().run(inputs)
+    flag = np.asarray(result.per_sample["flag"], dtype=bool)
+    quality = np.asarray(result.per_sample["score"], dtype=np.float64)
+    suggested = probs.argmax(1)
+    confidence = probs[np.arange(len(probs)), suggested]
+    verdict = result.summary["trust"]
+    out = {
+        **flag_scores(flag, planted),
+        "ap": round(float(average_precision_score(planted, -quality)), 4),
+        "planted": int(planted.sum()),
+        "verdict": "trusted" if verdict["trusted"] else "not trusted",
+        "verdict_message": verdict["message"],
+        "filter_by": DEFAULT_FILTER,
+        "oos_accuracy_vs_given": round(float((suggested == noisy).mean()), 4),
+        "oos_accuracy_vs_clean": round(float((suggested == clean).mean()), 4),
+        "prune_by_noise_rate": flag_scores(np.asarray(LabelErrors(filter_by="prune_by_noise_rate").run(inputs)
+                                                      .per_sample["flag"], dtype=bool), planted),
+        "suggestions_by_confidence": {},
+    }
+    for floor in CONFIDENCE_FLOORS:
+        taken = flag & (confidence >= floor)
+        out["suggestions_by_confidence"][f"{floor:.1f}"] = {
+            "taken": int(taken.sum()),
+            "right": round(float((suggested[taken] == clean[taken]).mean()), 4) if taken.any() else None,
+        }
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--images", type=int, default=None, help="default: 50000 on a GPU, 10000 on the CPU")
+    parser.add_argument("--folds", type=int, default=None, help="default: 5 on a GPU, 3 on the CPU")
+    parser.add_argument("--recipe", default="photo")
+    parser.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
+    parser.add_argument("--settings", default="uniform10,uniform20,lookalike20")
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    device = select_device(args.device)
+    gpu = device.startswith("cuda")
+    size = args.images or (50000 if gpu else 10000)
+    folds = args.folds or (5 if gpu else 3)
+    recipe = named_recipe(args.recipe, **({"epochs": args.epochs} if args.epochs else {}))
+    started = time.perf_counter()
+    images, clean, class_names, _ = bench_data.cifar10(size)
+    classes = tuple(class_names)
+    settings = {}
+    for setting in args.settings.split(","):
+        t0 = time.perf_counter()
+        noisy = bench_data.plant(setting, clean, LOOK_ALIKE)
+        probs = cross_val_proba(images, noisy, len(classes), folds, recipe, device=device,
+                                tta_px=default_tta_px(recipe))
+        settings[setting] = {**score_setting(noisy, clean, probs, classes), "seconds": round(time.perf_counter() - t0, 1)}
+        print(setting, json.dumps(settings[setting]), flush=True)
+    out = {
+        "benchmark": "label_errors_cifar10",
+        "settings": settings,
+        "images": size,
+        "folds": folds,
+        "recipe": recipe.name,
+        "epochs": recipe.epochs,
+        "device": device,
+        "setting": f"CIFAR-10 photos, seeded class-stratified {size}-image subset of the training set, "
+                   f"{folds}-fold out-of-sample probabilities, recipe {recipe.name}, on {device}",
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    path = Path(args.out) if args.out else (ROOT / "benchmarks" / "results" /
+                                            f"label_errors_cifar10_{device.split(':')[0]}.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=2) + "\n")
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
