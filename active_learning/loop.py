@@ -22,7 +22,7 @@ import numpy as np
 from active_learning.errors import DataError, LabelStudioError, ModelError
 from active_learning.images import load_images
 from active_learning.label_history import REVIEW_STATUS_FIELD, review_queue
-from active_learning.model import LOOP_MIN_STEPS, FixedModel, Recipe, file_sha256
+from active_learning.model import LOOP_MIN_STEPS, FixedModel, Recipe, file_sha256, named_recipe
 from active_learning.predictions import checkpoint_dir
 from active_learning.runs import load_run, now_utc, record_run, update_run_results
 from active_learning.strategies import REQUIRES, STRATEGIES, select
@@ -54,6 +54,8 @@ class LoopConfig:
         project_title: the Label Studio project (default: ``curation: <dataset>``).
         media: how images reach Label Studio (``auto``, ``local-files``, ``upload``).
         epochs: override the fixed recipe's epochs (None: the recipe's own).
+        recipe_name: the loop's recipe (``fast`` or ``photo``), chosen once at ``al init`` (``auto``: the dataset's
+            model-run recipe, else by the images' colour) and kept for every round.
         min_steps: every round trains for at least this many optimizer steps (``Recipe.min_steps``). Early rounds
             hold few labels: 100 labels x 12 epochs is 12 steps, a model whose uncertainty is close to noise. The
             floor costs about 3 minutes per round on 2 CPU cores and about 15 s on a GPU (docs/active_learning.md).
@@ -73,11 +75,12 @@ class LoopConfig:
     include_review_queue: bool = True
     project_title: str = ""
     media: str = "auto"
+    recipe_name: str = "fast"  # loops recorded before named recipes trained ResNet-18: fast
 
     def recipe(self) -> Recipe:
-        """The fixed recipe with this loop's seed and step floor (and epochs, when overridden)."""
+        """The loop's named recipe with its seed and step floor (and epochs, when overridden)."""
         overrides = {} if self.epochs is None else {"epochs": self.epochs}
-        return Recipe(seed=self.seed, min_steps=self.min_steps, **overrides)
+        return named_recipe(self.recipe_name, seed=self.seed, min_steps=self.min_steps, **overrides)
 
 
 @dataclass

@@ -10,6 +10,7 @@ from __future__ import annotations
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
+from active_learning.trust import model_trust
 from curation_app.common import (ReportPanel, label_field_input, reported, show_error, target_view,
                                  validate_label_field)
 
@@ -191,6 +192,9 @@ class BiasPanel(ReportPanel):
             panel.btn("refresh", label="Refresh", on_click=self.on_refresh)
             return types.Property(panel, view=full)
         s = ctx.panel.get_state("summary", {})
+        if s.get("accuracy") is not None and not (verdict := model_trust(s["accuracy"])).trusted:
+            panel.md(f"⚠️ **{verdict.message}** Per-class and per-slice gaps then reflect the model as much as "
+                     "the data.", name="trust_md")
         reference = ("" if s.get("reference_p_value") is None
                      else f" Against the reference distribution: p = {s['reference_p_value']:.2g}.")
         panel.md(

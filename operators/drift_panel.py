@@ -80,12 +80,24 @@ def drift_panel_data(dataset) -> dict | None:
                     "target": report.target_spec, "num_batches": len(names), "drifted": report.drifted_batches,
                     "alpha": report.alpha, "n_permutations": report.n_permutations,
                     "ood_quantile": report.ood_quantile, "ood_metric": report.ood_metric,
-                    "trained_on": report.num_reference_trained_on},
+                    "trained_on": report.num_reference_trained_on, "model_trust": _model_trust(dataset)},
         "pvalues": p_traces, "half_alpha": half, "expected_ood": 1 - report.ood_quantile,
         "ood": ood_traces, "prior": prior_traces,
         "scores": _score_histograms(dataset, names, report.ood_threshold), "threshold": report.ood_threshold,
         "batches": batches, "batch_names": names,
     }
+
+
+def _model_trust(dataset) -> dict | None:
+    """The verdict on the dataset's model run (its out-of-sample accuracy), or None without one."""
+    from active_learning.predictions import DEFAULT_RUN_KEY
+    from active_learning.runs import load_run
+    from active_learning.trust import model_trust
+
+    if DEFAULT_RUN_KEY not in dataset.list_runs():
+        return None
+    accuracy = load_run(dataset, DEFAULT_RUN_KEY)[1].get("out_of_sample_accuracy")
+    return model_trust(accuracy).to_dict() if accuracy is not None else None
 
 
 class ComputeDrift(foo.Operator):
@@ -177,6 +189,11 @@ class DriftPanel(ReportPanel):
             panel.btn("refresh", label="Refresh", on_click=self.on_refresh)
             return types.Property(panel, view=full)
         s = ctx.panel.get_state("summary", {})
+        trust = s.get("model_trust")
+        if trust and not trust.get("trusted"):
+            panel.md(f"⚠️ **{trust['message']}** KS-BBSD and the label-shift estimate read the model's "
+                     "probabilities: with a weak model they lose power and the prior estimate is rough.",
+                     name="trust_md")
         drifted = s.get("drifted") or []
         caution = ("" if not s.get("trained_on") else
                    f" Caution: {s['trained_on']} reference samples trained the model; prefer a held-out reference.")

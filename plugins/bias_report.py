@@ -28,6 +28,7 @@ import numpy as np
 from active_learning.errors import DataError, InputError
 from active_learning.predictions import EMBEDDING_FIELD, PREDICTION_FIELD, PROBS_FIELD
 from active_learning.runs import load_run, record_run
+from active_learning.trust import model_trust
 from active_learning.views import check_label_field, get_classes, write_fields
 from curation_checks.bias import (DEFAULT_BINS, DEFAULT_CROSS_PARENTS, DEFAULT_MIN_SIZE, KIND_AND, KIND_BIN,
                                   KIND_ITEM, KIND_MISSING, KIND_VALUE, ClassDistribution, ClassMetrics, GroupSearch,
@@ -440,6 +441,9 @@ def format_bias_report(report: BiasReport, top: int = 5) -> str:
         f"Out-of-sample accuracy {_fmt(metrics.accuracy)}; macro F1 {_fmt(metrics.macro_f1)}, "
         f"weighted F1 {_fmt(metrics.weighted_f1)}",
     ]
+    verdict = model_trust(metrics.accuracy)
+    if not verdict.trusted:  # per-class and per-slice gaps then say more about the model than about the data
+        lines.append(verdict.message)
     worst = metrics.worst_classes(min(top, 3))
     parts = []
     for name in worst:

@@ -447,10 +447,15 @@ def _connect(args: argparse.Namespace):
     return connect(resolve_settings(url=args.ls_url))
 
 
-def _loop_config(args: argparse.Namespace):
+def _loop_config(args: argparse.Namespace, dataset=None):
     from active_learning.loop import LoopConfig
+    from active_learning.predictions import resolve_recipe
 
-    return LoopConfig(label_field=args.label_field, eval_field=args.eval_field, strategy=args.strategy,
+    recipe_name = args.recipe
+    if recipe_name == "auto":
+        recipe_name = resolve_recipe(dataset.match_tags("pool") if len(dataset.match_tags("pool")) else dataset).name
+    return LoopConfig(recipe_name=recipe_name, label_field=args.label_field, eval_field=args.eval_field,
+                      strategy=args.strategy,
                       batch_size=args.batch_size, initial_size=args.initial_size, seed=args.seed, epochs=args.epochs,
                       **({} if args.min_steps is None else {"min_steps": args.min_steps}),
                       include_review_queue=not args.no_review_queue, project_title=args.project_title or "",
@@ -461,9 +466,11 @@ def cmd_al_init(args: argparse.Namespace) -> int:
     from active_learning.loop import init_loop
 
     dataset = _load(args.dataset)
-    project_id = init_loop(dataset, _loop_config(args), _connect(args), new_project=args.new_project)
+    config = _loop_config(args, dataset)
+    project_id = init_loop(dataset, config, _connect(args), new_project=args.new_project)
     print(f"Active learning ready on {dataset.name!r}: Label Studio project {project_id}, strategy "
-          f"{args.strategy}, {args.initial_size} random samples first, then {args.batch_size} per round.")
+          f"{args.strategy}, recipe {config.recipe_name}, {args.initial_size} random samples first, then "
+          f"{args.batch_size} per round.")
     print(f"Next: curation al round {dataset.name} [--simulate-annotator FIELD] [--wait]")
     return 0
 
@@ -726,6 +733,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-review-queue", action="store_true", help="do not push samples queued for review")
     p.add_argument("--project-title", default=None)
     p.add_argument("--media", default="auto", choices=["auto", "local-files", "upload"])
+    p.add_argument("--recipe", default="auto", choices=["auto", *RECIPES],
+                   help="the loop's fixed recipe, kept for every round (auto: the dataset's model-run recipe, else "
+                        "photo for colour images and fast for grayscale)")
     p.add_argument("--new-project", action="store_true", help="make a new project if the old one was deleted")
     ls_option(p)
     p.set_defaults(func=cmd_al_init)

@@ -180,3 +180,28 @@ def test_matching_settings_reuse_the_probabilities_and_rank_method_is_recorded(p
 
     assert label_issues_data(dataset)["probabilities"] == ("out-of-sample, stratified 5-fold over the view, "
                                                            "averaged over 25 shifts; seeds 0, 1")
+
+
+def test_accept_refuses_unsure_suggestions_and_says_why(planted):
+    import fiftyone.operators as foo
+
+    from active_learning.trust import MIN_SUGGESTION_CONFIDENCE
+
+    dataset, wrong = planted
+    unsure = dataset[wrong[0]]
+    unsure["model_probs"] = [0.3, 0.45, 0.25]  # the model prefers 'b', but only at 45%
+    unsure.save()
+    assert foo.execute_operator(f"{PLUGIN}/find_label_issues", ctx={"dataset": dataset.name, "params": {}},
+                                request_delegation=False).error is None
+    dataset.reload()
+    assert dataset[wrong[0]].label_issue_confidence == pytest.approx(0.45)
+    assert dataset[wrong[0]].label_issue_suggested == "b" and MIN_SUGGESTION_CONFIDENCE > 0.45
+    alone = foo.execute_operator(f"{PLUGIN}/accept_suggested_labels",
+                                 ctx={"dataset": dataset.name, "selected": [wrong[0]], "params": {}})
+    assert "less than 80% probability" in alone.result["error"] and "Send the samples to review" in alone.result["error"]
+    mixed = foo.execute_operator(f"{PLUGIN}/accept_suggested_labels",
+                                 ctx={"dataset": dataset.name, "selected": wrong[:2], "params": {}})
+    assert mixed.result == {"changed": 1, "refused": 1}
+    dataset.reload()
+    assert dataset[wrong[0]].ground_truth.label == "a" and not dataset[wrong[0]].label_history
+    assert dataset[wrong[1]].ground_truth.label == "b" and dataset[wrong[1]].label_history[-1]["old"] == "a"
