@@ -93,10 +93,24 @@ def _own_model(view, args: argparse.Namespace, test_view=None):
 
     embeddings_field = getattr(args, "embeddings_field", None)
     predictions_field = getattr(args, "predictions_field", None)
-    if embeddings_field and predictions_field:
+    backbone = getattr(args, "backbone", None)
+    if sum(bool(x) for x in (embeddings_field, predictions_field, backbone)) > 1:
         from active_learning.errors import InputError
 
-        raise InputError("Give either --embeddings-field or --predictions-field, not both.")
+        raise InputError("Give one of --embeddings-field, --predictions-field and --backbone, not several.")
+    if backbone:
+        from active_learning.backbones import compute_backbone_embeddings
+
+        if not args.weights:
+            from active_learning.errors import InputError
+
+            raise InputError("--backbone needs --weights FILE: the state dict of your pretrained model (nothing is "
+                             "downloaded).")
+        embedded = compute_backbone_embeddings(view._dataset, backbone, args.weights, image_size=args.backbone_size,
+                                               device=args.device)
+        print(f"Backbone {backbone}: {embedded.num_images} images -> {embedded.dimension}-d features in "
+              f"{embedded.field!r} ({'reused' if embedded.reused else f'{embedded.seconds:.0f} s'}).")
+        embeddings_field = embedded.field
     if embeddings_field:
         seeds = args.seeds or [0]
         return compute_head_outputs(view, embeddings_field, label_field=args.label_field, folds=args.folds or 5,
@@ -579,6 +593,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="bring your own predictions: a Classification field with logits (or a confidence)")
         p.add_argument("--out-of-sample", action="store_true",
                        help="--predictions-field came from a model that never trained on these samples")
+        p.add_argument("--backbone", default=None,
+                       help="bring your own backbone: efficientnet_lite0 or torchvision:<model>, with --weights; its "
+                            "frozen features (kept in backbone_<arch>_embedding) feed the K-fold head")
+        p.add_argument("--weights", default=None, help="the backbone's pretrained state-dict file")
+        p.add_argument("--backbone-size", type=int, default=224, help="input size of the backbone (default 224)")
 
     def recipe_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--recipe", default="auto", choices=["auto", *RECIPES],
