@@ -18,7 +18,8 @@ import numpy as np
 
 from active_learning.augment import random_flip, random_translate, tta_views, view_of
 from active_learning.errors import DataError, ModelError
-from active_learning.networks import RESNET18, build_network, embedding_module, init_whitening, whitening_sample
+from active_learning.image_source import ImageRows
+from active_learning.networks import RESNET18, build_network, embedding_module, init_whitening
 from active_learning.recipes import (DEFAULT_TTA_PX, LOOP_MIN_STEPS, MAX_TTA_PX, RECIPES, Recipe, default_recipe,
                                      default_tta_px, epochs_for, is_grayscale, named_recipe, recipe_fingerprint)
 
@@ -28,16 +29,18 @@ __all__ = ["DEFAULT_TTA_PX", "LOOP_MIN_STEPS", "MAX_TTA_PX", "RECIPES", "Recipe"
            "PROGRESS_SECONDS", "cross_val_proba", "disjoint_proba", "file_sha256", "select_device"]
 ProgressCallback = Callable[[float, str], None]
 PROGRESS_SECONDS = 10.0  # a long training reports progress at least this often, between epochs too
+WHITENING_IMAGES = 5000  # the photo network's first layer whitens patches of at most this many training images
 
 
-def _to_device_if_it_fits(data, device: str):
-    """``data`` moved to the GPU when it takes at most a quarter of its free memory (else pinned host memory)."""
+def _resident_on_gpu(source: ImageRows, device: str):
+    """The training images as one uint8 tensor on the GPU when they take at most a quarter of its free memory,
+    else None (batches then come from host memory or the disk cache)."""
     import torch
 
     free, _ = torch.cuda.mem_get_info(torch.device(device))
-    if data.numel() * data.element_size() <= free // 4:
-        return data.to(device)
-    return data.pin_memory()
+    if source.nbytes <= free // 4:
+        return torch.from_numpy(source.all()).to(device)
+    return None
 
 
 def select_device(requested: str | None = None) -> str:
@@ -65,7 +68,8 @@ def _deterministic(enabled: bool) -> Iterator[None]:
 
 
 def _recalibrate_batchnorm(net, data, device: str, mean, std, batch_size: int) -> None:
-    """Recompute every BatchNorm layer's running mean/var as an exact average over ``data`` (no augmentation)."""
+    """Recompute every BatchNorm layer's running mean/var as an exact average over ``data`` (a uint8 tensor on the
+    device, or ``ImageRows``), without augmentation."""
     import torch
 
     layers = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
@@ -75,9 +79,10 @@ def _recalibrate_batchnorm(net, data, device: str, mean, std, batch_size: int) -
         layer.momentum = None  # cumulative moving average = exact mean over the batches seen
     net.train()
     cuda = device.startswith("cuda")
+    batches = (data[start : start + batch_size] for start in range(0, len(data), batch_size)) \
+        if isinstance(data, torch.Tensor) else (torch.from_numpy(b) for b in data.sequential(batch_size))
     with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
-        for start in range(0, len(data) - 1, batch_size):
-            batch = data[start : start + batch_size]
+        for batch in batches:
             if len(batch) < 2:
                 break
             x = (batch.to(device, non_blocking=True).float().div_(255.0) - mean) / std
@@ -123,17 +128,23 @@ class FixedModel:
             raise DataError(f"A classifier needs at least 2 classes; got {self.num_classes}.")
 
     # -- training -----------------------------------------------------------------------------------
-    def fit(self, images: np.ndarray, labels: np.ndarray, progress: ProgressCallback | None = None) -> "FixedModel":
-        """Train from scratch (or from ``init_weights``) on uint8 images and integer labels."""
+    def fit(self, images: np.ndarray, labels: np.ndarray, progress: ProgressCallback | None = None,
+            rows: np.ndarray | None = None) -> "FixedModel":
+        """Train from scratch (or from ``init_weights``) on uint8 images and integer labels.
+
+        ``rows``: train on ``images[rows]`` only (``labels`` then align with ``rows``), read batch by batch, so a
+        K-fold over a memory-mapped cache never copies the training folds (``active_learning.image_source``).
+        """
         import torch
 
         _check_images(images)
+        source = ImageRows(images, rows)
         labels = np.asarray(labels, dtype=np.int64)
-        if len(labels) != len(images):
-            raise DataError(f"{len(images)} images but {len(labels)} labels.")
+        if len(labels) != len(source):
+            raise DataError(f"{len(source)} images but {len(labels)} labels.")
         if labels.min() < 0 or labels.max() >= self.num_classes:
             raise DataError(f"Labels must lie in [0, {self.num_classes}); got {labels.min()}..{labels.max()}.")
-        if len(images) < 2:
+        if len(source) < 2:
             raise DataError("Training needs at least 2 labeled images.")
 
         recipe = self.recipe
@@ -148,23 +159,22 @@ class FixedModel:
                 raise ModelError(f"Starting weights load into the ResNet-18 recipe only; recipe {recipe.name!r} "
                                  f"uses {recipe.architecture}. Pick recipe 'fast' or train from scratch.")
             _load_init_weights(net, self.init_weights)
-        data = torch.from_numpy(images)
-        pixels = data[:: max(1, len(data) // 20000)].float().div_(255.0)  # normalisation from <= 20k images
-        self.mean_ = pixels.mean(dim=(0, 2, 3)).tolist()
+        n = len(source)
+        pixels = torch.from_numpy(source.take(np.arange(0, n, max(1, n // 20000)))).float().div_(255.0)
+        self.mean_ = pixels.mean(dim=(0, 2, 3)).tolist()  # normalisation from <= 20k images
         self.std_ = [max(s, 1e-3) for s in pixels.std(dim=(0, 2, 3)).tolist()]
         del pixels
         targets = torch.from_numpy(labels)
         net = net.to(self.device_, memory_format=torch.channels_last)
         mean, std = self._norm_tensors()
         if recipe.whiten_init:
-            sample = torch.from_numpy(whitening_sample(images, seed=recipe.seed)).to(self.device_)
+            sample = torch.from_numpy(source.sample(WHITENING_IMAGES, seed=recipe.seed)).to(self.device_)
             init_whitening(net, (sample.float().div_(255.0) - mean) / std)
             del sample
+        resident = _resident_on_gpu(source, self.device_) if cuda else None
         if cuda:
-            data = _to_device_if_it_fits(data, self.device_)
             targets = targets.to(self.device_)
 
-        n = len(images)
         batch_size = min(recipe.batch_size, n)
         steps_per_epoch = max(1, n // batch_size)  # drop the ragged last batch: BatchNorm needs > 1 sample
         epochs = epochs_for(recipe, n)
@@ -185,14 +195,18 @@ class FixedModel:
         with _deterministic(not cuda):
             for epoch in range(epochs):
                 order = torch.randperm(n, generator=generator)
-                for step in range(steps_per_epoch):
-                    index = order[step * batch_size : (step + 1) * batch_size].to(data.device)
-                    batch = data[index].to(self.device_, non_blocking=True)
+                positions = [order[step * batch_size : (step + 1) * batch_size] for step in range(steps_per_epoch)]
+                host = None if resident is not None else source.batches([p.numpy() for p in positions])
+                for step, index in enumerate(positions):
+                    if resident is not None:
+                        batch = resident[index.to(resident.device)]
+                    else:
+                        batch = torch.from_numpy(next(host)).to(self.device_, non_blocking=True)
                     batch = random_translate(batch, recipe.translate_px, generator)
                     if recipe.flip:
                         batch = random_flip(batch, generator)
                     x = ((batch.float().div_(255.0) - mean) / std).contiguous(memory_format=torch.channels_last)
-                    y = targets[index.to(targets.device)].to(self.device_, non_blocking=True)
+                    y = targets[index.to(targets.device)]
                     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
                         loss = torch.nn.functional.cross_entropy(net(x), y, label_smoothing=recipe.label_smoothing)
                     optimizer.zero_grad(set_to_none=True)
@@ -211,7 +225,8 @@ class FixedModel:
         if ema is not None:
             net = ema.module  # the averaged weights; BatchNorm statistics are recomputed for them below
         if recipe.recalibrate_batchnorm:
-            _recalibrate_batchnorm(net, data, self.device_, mean, std, batch_size)
+            _recalibrate_batchnorm(net, resident if resident is not None else source, self.device_, mean, std,
+                                   batch_size)
         net.eval()
         self.net_ = net
         self.train_seconds_ = time.perf_counter() - started
@@ -220,26 +235,27 @@ class FixedModel:
         return self
 
     # -- inference ----------------------------------------------------------------------------------
-    def predict_proba(self, images: np.ndarray, batch_size: int = 512, tta_px: int = 0) -> np.ndarray:
+    def predict_proba(self, images: np.ndarray, batch_size: int = 512, tta_px: int = 0,
+                      rows: np.ndarray | None = None) -> np.ndarray:
         """Softmax probabilities, shape ``(N, num_classes)``, float32, rows summing to 1.
 
         ``tta_px > 0`` averages them over every shift of up to ``tta_px`` pixels in each direction
         ((2 tta_px + 1)^2 copies, zero-filled like the training translations), and over their mirror images when
         the recipe trains with flips: steadier probabilities for ranking label errors (docs/label_errors.md), at
-        that many times the inference.
+        that many times the inference. ``rows``: only ``images[rows]``, read batch by batch.
         """
         if tta_px < 0:
             raise DataError(f"tta_px must be >= 0; got {tta_px}.")
-        total = np.zeros((len(images), self.num_classes), dtype=np.float64)
-        for dy, dx, mirrored in tta_views(tta_px, self.recipe.flip):
-            batch = view_of(images, dy, dx, mirrored)
-            logits, _ = self._forward(batch, batch_size, want_logits=True, want_features=False)
+        source = ImageRows(images, rows)
+        total = np.zeros((len(source), self.num_classes), dtype=np.float64)
+        for view in tta_views(tta_px, self.recipe.flip):
+            logits, _ = self._forward(source, batch_size, want_logits=True, want_features=False, view=view)
             total += _softmax(logits)
         return (total / total.sum(axis=1, keepdims=True)).astype(np.float32)
 
     def predict_proba_and_embed(self, images: np.ndarray, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
         """``predict_proba`` and ``embed`` from one forward pass (half the inference of calling both)."""
-        logits, features = self._forward(images, batch_size, want_logits=True, want_features=True)
+        logits, features = self._forward(ImageRows(images), batch_size, want_logits=True, want_features=True)
         return _softmax(logits), features
 
     def predict(self, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
@@ -249,7 +265,7 @@ class FixedModel:
     def embed(self, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
         """Penultimate-layer features (after global pooling), float32: ``(N, 512)`` for ResNet-18, ``(N, widths[-1])``
         for the photo network."""
-        _, features = self._forward(images, batch_size, want_logits=False, want_features=True)
+        _, features = self._forward(ImageRows(images), batch_size, want_logits=False, want_features=True)
         return features
 
     def _norm_tensors(self):
@@ -259,11 +275,13 @@ class FixedModel:
         std = torch.tensor(self.std_, device=self.device_).view(1, 3, 1, 1)
         return mean, std
 
-    def _forward(self, images: np.ndarray, batch_size: int, want_logits: bool, want_features: bool):
+    def _forward(self, source: ImageRows, batch_size: int, want_logits: bool, want_features: bool,
+                 view: tuple[int, int, bool] = (0, 0, False)):
+        """Logits and/or pooled features of ``source``'s images, each seen as test-time ``view`` (dy, dx, mirror)."""
         import torch
 
         self._check_fitted()
-        _check_images(images)
+        _check_images(source.images)
         cuda = self.device_.startswith("cuda")
         net = self.net_
         mean, std = self._norm_tensors()
@@ -273,11 +291,10 @@ class FixedModel:
         if want_features:
             hook = embedding_module(net).register_forward_hook(lambda m, i, o: captured.__setitem__("f", o.flatten(1)))
         logits_out: list[np.ndarray] = []
-        data = torch.from_numpy(images)
         try:
             with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
-                for start in range(0, len(images), batch_size):
-                    batch = data[start : start + batch_size]
+                for images in source.sequential(batch_size):
+                    batch = torch.from_numpy(view_of(images, *view))
                     if cuda:
                         batch = batch.pin_memory()
                     x = batch.to(self.device_, non_blocking=True).float().div_(255.0)
@@ -290,6 +307,8 @@ class FixedModel:
         finally:
             if hook is not None:
                 hook.remove()
+        if not len(source):
+            raise DataError("There are no images to use: the view is empty.")
         logits_arr = np.concatenate(logits_out).astype(np.float64) if want_logits else None
         features_arr = np.concatenate(features_out).astype(np.float32) if want_features else None
         return logits_arr, features_arr
@@ -421,8 +440,8 @@ def cross_val_proba(
                     progress((_done + fraction) / total, f"fold {_done % folds + 1}/{folds} seed {seed}: {message}")
 
             model = FixedModel(num_classes, recipe.with_seed(seed), device=device)
-            model.fit(images[train_index], labels[train_index], progress=fold_progress)
-            probs[held_out] += model.predict_proba(images[held_out], tta_px=tta_px)
+            model.fit(images, labels[train_index], progress=fold_progress, rows=train_index)
+            probs[held_out] += model.predict_proba(images, tta_px=tta_px, rows=held_out)
             if on_fold is not None:
                 on_fold(model, held_out)
             done += 1

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import numpy as np
 
 from active_learning.errors import ModelError
 
@@ -116,10 +115,3 @@ def init_whitening(net, images_normalised) -> None:
         layer.bias.zero_()
     layer.weight.requires_grad_(False)
     layer.bias.requires_grad_(False)
-
-
-def whitening_sample(images: np.ndarray, limit: int = 5000, seed: int = 0) -> np.ndarray:
-    """At most ``limit`` images of ``images`` (seeded choice) to estimate the patch covariance from."""
-    if len(images) <= limit:
-        return images
-    return images[np.sort(np.random.default_rng(seed).choice(len(images), limit, replace=False))]

@@ -17,6 +17,7 @@ import numpy as np
 
 from active_learning.errors import DataError, InputError, ModelError
 from active_learning.augment import tta_description
+from active_learning.image_source import load_view_images
 from active_learning.images import load_images
 from active_learning.model import (MAX_TTA_PX, FixedModel, ProgressCallback, Recipe, cross_val_proba, default_recipe,
                                    default_tta_px, disjoint_proba, named_recipe, select_device)
@@ -103,6 +104,13 @@ def replace_recipe(recipe: Recipe, **overrides) -> Recipe:
     return replace(recipe, **overrides) if overrides else recipe
 
 
+def image_cache_dir(dataset) -> Path:
+    """Where the decoded-once image cache of ``dataset`` goes (views too large for memory stream from it)."""
+    import fiftyone as fo
+
+    return Path(fo.config.default_dataset_dir) / "_curation_cache" / dataset.name
+
+
 def checkpoint_dir(dataset) -> Path:
     """Where checkpoints of ``dataset`` go: beside FiftyOne's datasets, one folder per dataset."""
     import fiftyone as fo
@@ -163,8 +171,9 @@ def compute_model_outputs(
         labeled_arrays(test_view, label_field, arrays.classes)  # an unusable test view fails before any training
     k = len(arrays.classes)
     step = _progress_steps(progress)
-    images = load_images(arrays.filepaths, recipe.image_size)
-    step(0.02, f"loaded {len(images)} images")
+    images = load_view_images(arrays.filepaths, recipe.image_size, image_cache_dir(dataset))
+    step(0.02, f"loaded {len(images)} images" + (" (streamed from the disk cache)" if isinstance(images, np.memmap)
+                                                  else ""))
 
     if fit_arrays is None:
         probs = cross_val_proba(images, arrays.labels, k, folds, recipe, seeds, device,
@@ -173,7 +182,7 @@ def compute_model_outputs(
             images, arrays.labels, progress=lambda f, m: step(0.80 + 0.15 * f, f"final model: {m}"))
         how = f"out-of-sample, stratified {folds}-fold over the view"
     else:
-        fit_images = load_images(fit_arrays.filepaths, recipe.image_size)
+        fit_images = load_view_images(fit_arrays.filepaths, recipe.image_size, image_cache_dir(dataset))
         probs, final = disjoint_proba(fit_images, fit_arrays.labels, images, k, recipe, seeds, device,
                                       progress=lambda f, m: step(0.02 + 0.93 * f, m), tta_px=tta_px)
         del fit_images
@@ -191,7 +200,8 @@ def compute_model_outputs(
         # embeddings, so near-duplicate and outlier checks cover the whole view.
         unlabeled = view.exclude(arrays.sample_ids)
         ids, paths = unlabeled.values(["id", "filepath"])
-        write_fields(dataset, ids, {EMBEDDING_FIELD: final.embed(load_images(paths, recipe.image_size))})
+        write_fields(dataset, ids, {EMBEDDING_FIELD: final.embed(load_view_images(paths, recipe.image_size,
+                                                                                  image_cache_dir(dataset)))})
     test_accuracy, num_test = None, 0
     if test_view is not None and len(test_view):
         test_accuracy, num_test = evaluate(final, test_view, label_field, arrays.classes, tta_px=tta_px)
@@ -245,7 +255,7 @@ def write_predictions(dataset, sample_ids: list[str], probs: np.ndarray, classes
 def evaluate(model: FixedModel, view, label_field: str, classes: list[str], tta_px: int = 0) -> tuple[float, int]:
     """Accuracy of ``model`` on the labeled samples of ``view``; writes ``model_prediction`` there too."""
     arrays: LabeledArrays = labeled_arrays(view, label_field, classes)
-    images = load_images(arrays.filepaths, model.recipe.image_size)
+    images = load_view_images(arrays.filepaths, model.recipe.image_size, image_cache_dir(view._dataset))
     probs = model.predict_proba(images, tta_px=tta_px)
     write_predictions(view._dataset, arrays.sample_ids, probs, classes, None, write_probs=False)
     return float((probs.argmax(1) == arrays.labels).mean()), len(arrays.labels)

@@ -318,11 +318,9 @@ def test_photo_recipe_trains_predicts_embeds_and_round_trips(photos, tmp_path: P
     accuracy = float((probs.argmax(1) == labels[held_out]).mean())
     assert accuracy > 0.6, f"held-out accuracy {accuracy:.2f} on 3 classes of real photos (chance 0.33)"
     # The photo recipe trains with flips, so its plain prediction averages each image with its mirror image.
-    manual = (model._forward(images[held_out], 64, True, False)[0], model._forward(
-        view_of(images[held_out], 0, 0, True), 64, True, False)[0])
-    from active_learning.model import _softmax
-
-    mean = (_softmax(manual[0]) + _softmax(manual[1])) / 2
+    plain = model.predict_proba_and_embed(images[held_out])[0]  # one forward pass, no test-time augmentation
+    mirrored = model.predict_proba_and_embed(view_of(images[held_out], 0, 0, True))[0]
+    mean = (plain + mirrored) / 2
     np.testing.assert_allclose(probs, mean / mean.sum(1, keepdims=True), atol=1e-5)
     features = model.embed(images[held_out])
     assert features.shape == (60, 64) and np.isfinite(features).all()
@@ -407,3 +405,44 @@ def test_recipe_choice_and_records(photos, digits) -> None:
     with pytest.raises(ModelError, match="ResNet-18 recipe only"):
         FixedModel(3, named_recipe("photo", epochs=1), init_weights="/nonexistent.pt").fit(images[:8],
                                                                                             np.arange(8) % 3)
+
+
+def test_streaming_from_the_disk_cache_gives_the_same_probabilities(photos, tmp_path: Path) -> None:
+    """The same K-fold over the photos held in memory and streamed from a memory-mapped uint8 cache (read by a
+    DataLoader with worker processes): identical probabilities, and the cache is built once and reused."""
+    from PIL import Image
+
+    from active_learning.image_source import ImageRows, cached_images, load_view_images
+
+    images, labels = photos
+    paths = []
+    for i, image in enumerate(images[:120]):
+        path = tmp_path / "media" / f"{i:03d}.png"
+        path.parent.mkdir(exist_ok=True)
+        Image.fromarray(image.transpose(1, 2, 0)).save(path)
+        paths.append(str(path))
+    in_memory = load_view_images(paths, 32)
+    np.testing.assert_array_equal(in_memory, images[:120])
+    cache = tmp_path / "cache"
+    streamed = cached_images(paths, 32, cache)
+    assert isinstance(streamed, np.memmap) and not streamed.flags.writeable
+    np.testing.assert_array_equal(np.asarray(streamed), in_memory)
+    built = sorted(cache.iterdir())
+    assert [p.suffix for p in built] == [".json", ".u8"]
+    mtime = next(p for p in built if p.suffix == ".u8").stat().st_mtime_ns
+    assert cached_images(paths, 32, cache).shape == (120, 3, 32, 32)
+    assert next(p for p in cache.iterdir() if p.suffix == ".u8").stat().st_mtime_ns == mtime, "reused, not rebuilt"
+    assert ImageRows(streamed).streaming and not ImageRows(in_memory).streaming
+
+    recipe = named_recipe("photo", epochs=2, widths=(8, 16, 32), batch_size=16)
+    plain = cross_val_proba(in_memory, labels[:120], 3, folds=2, recipe=recipe, device="cpu")
+    disk = cross_val_proba(streamed, labels[:120], 3, folds=2, recipe=recipe, device="cpu")
+    np.testing.assert_array_equal(plain, disk)
+    import os
+
+    os.environ["CURATION_IMAGE_MEMORY_BYTES"] = "0"  # a view never fits: it streams from the cache
+    try:
+        assert isinstance(load_view_images(paths, 32, cache), np.memmap)
+    finally:
+        del os.environ["CURATION_IMAGE_MEMORY_BYTES"]
+    assert not isinstance(load_view_images(paths, 32, cache), np.memmap)
