@@ -76,11 +76,13 @@ def score_setting(noisy: np.ndarray, clean: np.ndarray, probs: np.ndarray, class
         "planted": int(planted.sum()),
         "verdict": "trusted" if verdict["trusted"] else "not trusted",
         "verdict_message": verdict["message"],
-        "filter_by": DEFAULT_FILTER,
+        "filter_rule": DEFAULT_FILTER,
+        "filter_by": result.summary["filter_by"],  # the rule the product's default chose at this accuracy
         "oos_accuracy_vs_given": round(float((suggested == noisy).mean()), 4),
         "oos_accuracy_vs_clean": round(float((suggested == clean).mean()), 4),
-        "prune_by_noise_rate": flag_scores(np.asarray(LabelErrors(filter_by="prune_by_noise_rate").run(inputs)
-                                                      .per_sample["flag"], dtype=bool), planted),
+        "by_rule": {rule: flag_scores(np.asarray(LabelErrors(filter_by=rule).run(inputs).per_sample["flag"],
+                                                 dtype=bool), planted)
+                    for rule in ("predicted_neq_given", "prune_by_noise_rate")},
         "suggestions_by_confidence": {},
     }
     for floor in CONFIDENCE_FLOORS:
@@ -101,6 +103,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
     parser.add_argument("--settings", default="uniform10,uniform20,lookalike20")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--save-probs", default=None, help="also save every setting's probabilities and labels "
+                                                           "(.npz) to rescore them without training")
     args = parser.parse_args()
     device = select_device(args.device)
     gpu = device.startswith("cuda")
@@ -110,14 +114,19 @@ def main() -> None:
     started = time.perf_counter()
     images, clean, class_names, _ = bench_data.cifar10(size)
     classes = tuple(class_names)
-    settings = {}
+    settings: dict[str, dict] = {}
+    saved: dict[str, np.ndarray] = {}
     for setting in args.settings.split(","):
         t0 = time.perf_counter()
         noisy = bench_data.plant(setting, clean, LOOK_ALIKE)
         probs = cross_val_proba(images, noisy, len(classes), folds, recipe, device=device,
                                 tta_px=default_tta_px(recipe))
         settings[setting] = {**score_setting(noisy, clean, probs, classes), "seconds": round(time.perf_counter() - t0, 1)}
+        saved[setting] = probs
+        saved[f"{setting}_labels"] = noisy
         print(setting, json.dumps(settings[setting]), flush=True)
+        if args.save_probs:
+            np.savez_compressed(args.save_probs, clean=clean, **saved)
     out = {
         "benchmark": "label_errors_cifar10",
         "settings": settings,

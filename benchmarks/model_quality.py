@@ -111,6 +111,8 @@ def main() -> None:
     parser.add_argument("--device", default=None)
     parser.add_argument("--datasets", default="cifar10,fashion_mnist,mnist")
     parser.add_argument("--recipes", default="photo,fast", help="comma-separated, run for every dataset")
+    parser.add_argument("--plan", default=None, help="dataset:recipe pairs in the order to run them, e.g. "
+                                                     "cifar10:photo,mnist:fast (overrides --datasets/--recipes)")
     parser.add_argument("--cifar-images", type=int, default=None, help="default: 50000 on a GPU, 10000 on the CPU")
     parser.add_argument("--digit-images", type=int, default=None, help="default: 60000 on a GPU, 3000 on the CPU")
     parser.add_argument("--folds", type=int, default=5)
@@ -119,23 +121,37 @@ def main() -> None:
     args = parser.parse_args()
     device = select_device(args.device)
     gpu = device.startswith("cuda")
-    recipes = args.recipes.split(",")
-    for name in recipes:
+    plan = ([tuple(item.split(":", 1)) for item in args.plan.split(",")] if args.plan else
+            [(d, r) for d in args.datasets.split(",") for r in args.recipes.split(",")])
+    for dataset, name in plan:
         if name not in RECIPES:
             raise SystemExit(f"unknown recipe {name}; known: {', '.join(RECIPES)}")
-    started = time.perf_counter()
-    runs = []
-    for dataset in args.datasets.split(","):
-        if dataset == "cifar10":
-            images, labels, _, _ = bench_data.cifar10(args.cifar_images or (50000 if gpu else 10000))
-        elif dataset in bench_data.IDX:
-            images, labels = bench_data.idx_dataset(dataset, args.digit_images or (60000 if gpu else 3000))
-        else:
+        if dataset != "cifar10" and dataset not in bench_data.IDX:
             raise SystemExit(f"unknown dataset {dataset}; known: cifar10, fashion_mnist, mnist")
-        for name in recipes:
-            runs.append(run(dataset, images, labels, name, args.folds, device, args.epochs))
+    started = time.perf_counter()
+    path = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"model_quality_{device.split(':')[0]}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    runs: list[dict] = []
+    out: dict = {}
+    loaded: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for dataset, name in plan:
+        if dataset not in loaded:
+            loaded.clear()  # one dataset in memory at a time
+            if dataset == "cifar10":
+                loaded[dataset] = bench_data.cifar10(args.cifar_images or (50000 if gpu else 10000))[:2]
+            else:
+                loaded[dataset] = bench_data.idx_dataset(dataset, args.digit_images or (60000 if gpu else 3000))
+        images, labels = loaded[dataset]
+        runs.append(run(dataset, images, labels, name, args.folds, device, args.epochs))
+        out = summarise(runs, device, started)
+        path.write_text(json.dumps(out, indent=2) + "\n")  # after every run: a killed benchmark keeps its figures
+    print(json.dumps(out))
+
+
+def summarise(runs: list[dict], device: str, started: float) -> dict:
+    """The result object: top-level keys from the first CIFAR-10 run, then every run."""
     head = next((r for r in runs if r["dataset"] == "cifar10"), runs[0])
-    out = {
+    return {
         "benchmark": "model_quality",
         "cifar10_oos_accuracy": head["oos_accuracy"] if head["dataset"] == "cifar10" else None,
         "cifar10_images": head["images"] if head["dataset"] == "cifar10" else 0,
@@ -146,10 +162,6 @@ def main() -> None:
         "runs": runs,
         "seconds": round(time.perf_counter() - started, 1),
     }
-    path = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"model_quality_{device.split(':')[0]}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=2) + "\n")
-    print(json.dumps(out))
 
 
 if __name__ == "__main__":
