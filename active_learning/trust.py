@@ -20,8 +20,8 @@ MIN_TRUSTED_ACCURACY = 0.85
 #: (docs/label_errors.md).
 MIN_SUGGESTION_CONFIDENCE = 0.8
 
-WHAT_TO_DO = ("train the photo recipe on a GPU, supply your own backbone or embeddings (--embeddings-field, "
-              "--backbone), or label more data")
+WHAT_TO_DO = ("train the photo recipe on a GPU, bring your own pretrained backbone, embeddings or predictions, "
+              "or label more data")
 
 
 @dataclass(frozen=True)

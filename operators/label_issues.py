@@ -279,7 +279,7 @@ class LabelIssuesPanel(ReportPanel):
         verdict = TrustVerdict.from_dict(s.get("trust"))
         weak = verdict is not None and not verdict.trusted
         if verdict is not None:
-            panel.md(("⚠️ **" if weak else "✅ ") + verdict.message + ("**" if weak else ""), name="trust_md")
+            panel.md(("⚠️ **" if weak else "**Trusted.** ") + verdict.message + ("**" if weak else ""), name="trust_md")
         what = ("flagged (the model disagrees; not likely label errors at this accuracy)" if weak
                 else "likely label errors")
         panel.md(

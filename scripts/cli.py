@@ -226,6 +226,8 @@ def _print_flag_count(errors: dict) -> None:
     verdict = TrustVerdict.from_dict(errors.get("trust"))
     if verdict is not None and not verdict.trusted:
         print(f"  {verdict.message}")
+        print("  (here: --recipe photo --device cuda, --backbone ARCH --weights FILE, --embeddings-field F, or "
+              "--predictions-field F)")
         print(f"  Flagged (the model disagrees with the given label; NOT likely label errors at this accuracy): "
               f"{share}")
         return

@@ -54,16 +54,16 @@ def test_planted_flips_are_flagged_and_ranked_first():
     assert result.summary["num_scored"] == len(true)
 
 
-def test_the_default_rule_flags_every_disagreement_and_records_the_verdict():
-    """``predicted_neq_given`` (the default): a sample is flagged exactly when its most likely class is not its
-    label; the summary records the model's agreement with the labels and whether the flags can be trusted."""
+def test_predicted_neq_given_flags_every_disagreement_and_the_summary_records_the_verdict():
+    """``predicted_neq_given`` (the default rule for a trusted model): a sample is flagged exactly when its most
+    likely class is not its label; the summary records the model's agreement with the labels and the verdict."""
     inputs, true, flipped, _ = planted()
-    result = LabelErrors().run(inputs)
+    result = LabelErrors(filter_by="predicted_neq_given").run(inputs)
     disagree = inputs.pred_probs.argmax(1) != inputs.labels
     np.testing.assert_array_equal(result.per_sample["flag"], disagree)
     assert np.isin(flipped, np.flatnonzero(disagree)).mean() >= 0.95
     summary = result.summary
-    assert summary["filter_by"] == "predicted_neq_given"
+    assert summary["filter_by"] == summary["filter_rule"] == "predicted_neq_given"
     assert summary["model_accuracy"] == pytest.approx(float((~disagree).mean()))
     trust = summary["trust"]
     assert trust["threshold"] == 0.85 and trust["trusted"] == (summary["model_accuracy"] >= 0.85)
@@ -81,9 +81,16 @@ def test_the_verdict_triggers_on_a_weak_model_and_not_on_a_strong_one():
         predicted = np.where(agree, labels, (labels + rng.integers(1, k, n)) % k)
         probs = np.full((n, k), 0.1 / (k - 1))
         probs[np.arange(n), predicted] = 0.9
-        summary = LabelErrors().run(CheckInputs(ids, CLASSES[:k], labels, probs, None)).summary
+        inputs = CheckInputs(ids, CLASSES[:k], labels, probs, None)
+        result = LabelErrors().run(inputs)
+        summary = result.summary
         assert summary["trust"]["trusted"] is trusted, summary["trust"]
         assert ("too weak" in summary["trust"]["message"]) is not trusted
+        # The default rule (auto) flags as predicted_neq_given for a trusted model, prune_by_noise_rate otherwise.
+        rule = "predicted_neq_given" if trusted else "prune_by_noise_rate"
+        assert summary["filter_rule"] == "auto" and summary["filter_by"] == rule
+        np.testing.assert_array_equal(result.per_sample["flag"], LabelErrors(filter_by=rule).run(inputs)
+                                      .per_sample["flag"])
 
 
 def test_unlabeled_samples_are_skipped_and_counted():
@@ -117,7 +124,8 @@ def test_summary_pairs_and_noise_matrix():
     assert np.allclose(matrix.sum(axis=0), 1.0)
     assert (np.diag(matrix) > 0.8).all()  # ~6% of labels flipped
     assert summary["classes"] == list(CLASSES)
-    assert summary["filter_by"] == "predicted_neq_given" and summary["rank_method"] == "self_confidence"
+    assert summary["filter_rule"] == "auto" and summary["rank_method"] == "self_confidence"
+    assert summary["filter_by"] in ("predicted_neq_given", "prune_by_noise_rate")
     import json
 
     json.dumps(summary)  # plain Python types only
