@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from active_learning.errors import CurationError
+from curation_cli import reports
 
 DEMO_DATASET = "curation-demo"
 PLUGIN_LINK_NAME = "fiftyone-curation"
@@ -58,16 +59,9 @@ def cmd_import(args: argparse.Namespace) -> int:
         max_per_split=args.max_per_split, classes=_csv(args.classes), seed=args.seed, overwrite=args.overwrite,
         media_dir=args.media_dir, progress=True,
     )
-    _print_dataset(dataset)
+    reports.print_dataset(dataset)
     print(f"Imported in {time.perf_counter() - started:.1f} s.")
     return 0
-
-
-def _print_dataset(dataset) -> None:
-    counts = dataset.count_sample_tags()
-    splits = ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))
-    print(f"Dataset {dataset.name!r}: {len(dataset)} samples ({splits}), {len(dataset.default_classes)} classes: "
-          f"{', '.join(dataset.default_classes[:12])}{' ...' if len(dataset.default_classes) > 12 else ''}")
 
 
 def _asked_recipe(view, args: argparse.Namespace, seed: int, always: bool):
@@ -156,140 +150,18 @@ def _fit_view(dataset, tag: str):
     return view
 
 
-def _print_model(summary) -> None:
-    from active_learning.trust import model_trust
-
-    if summary.split == "predictions":
-        print(f"Model outputs ({summary.run_key}): {summary.num_scored} samples from {summary.source}")
-    else:
-        print(f"Model outputs ({summary.run_key}, recipe {summary.recipe}): {summary.num_scored} samples scored "
-              f"out-of-sample ({summary.source}) on {summary.device} in {summary.seconds:.0f} s")
-    if summary.num_unlabeled_skipped:
-        print(f"  {summary.num_unlabeled_skipped} samples without a label were skipped.")
-    if summary.split == "predictions":
-        print("  accuracy of the given predictions against the labels: "
-              f"{summary.out_of_sample_accuracy:.3f}")
-    else:
-        print(f"  out-of-sample accuracy: {summary.out_of_sample_accuracy:.3f}")
-    print(f"  {model_trust(summary.out_of_sample_accuracy).message}")
-    if summary.test_accuracy is not None:
-        print(f"  test accuracy (final model, {summary.num_test} test samples): {summary.test_accuracy:.3f}")
-    if summary.checkpoint:
-        print(f"  checkpoint: {summary.checkpoint} (sha256 {summary.checkpoint_sha256[:12]}...)")
-
-
 def cmd_model(args: argparse.Namespace) -> int:
     summary = _run_model(_load(args.dataset), args)
-    _print_model(summary)
+    reports.print_model(summary)
     return 0
-
-
-def _print_check(result) -> None:
-    summary = result.summary
-    if result.check == "class_balance":
-        counts = summary["counts"]
-        width = max(len(c) for c in counts)
-        top = max(counts.values()) or 1
-        print(f"Class balance: {summary['num_labeled']} labeled, imbalance ratio {summary['imbalance_ratio']:.2f}")
-        for name, count in counts.items():
-            print(f"  {name:<{width}} {count:>7}  {'#' * max(1, round(30 * count / top))}")
-        if summary["rare_classes"]:
-            print(f"  rare classes (< 20% of the largest): {', '.join(summary['rare_classes'])}")
-    elif result.check == "label_errors":
-        print(f"Label errors: {summary['num_scored']} labeled samples scored (cleanlab {summary['filter_by']}, "
-              f"ranked by {summary['rank_method']}).")
-        _print_flag_count(summary)
-        from curation_checks.pipelines import noise_pairs_table
-
-        pairs = noise_pairs_table(summary)
-        if pairs:
-            print("  Most frequent given -> suggested: " + ", ".join(f"{g} -> {s} ({c})" for g, s, c in pairs[:6]))
-    else:
-        shown = {k: v for k, v in summary.items() if not isinstance(v, (list, dict))}
-        print(f"{result.check}: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     from curation_checks.io import run_check
 
     result = run_check(_load(args.dataset), args.check, label_field=args.label_field)
-    _print_check(result)
+    reports.print_check(result)
     return 0
-
-
-def _print_flag_count(errors: dict) -> None:
-    """The flag count and the trust verdict: below the bar the flags are not called likely label errors."""
-    from active_learning.trust import TrustVerdict
-
-    scored = max(errors["num_scored"], 1)
-    share = f"{errors['num_issues']} ({100 * errors['num_issues'] / scored:.1f}%)"
-    verdict = TrustVerdict.from_dict(errors.get("trust"))
-    if verdict is not None and not verdict.trusted:
-        print(f"  {verdict.message}")
-        print("  (here: --recipe photo --device cuda, --backbone ARCH --weights FILE, --embeddings-field F, or "
-              "--predictions-field F)")
-        print(f"  Flagged (the model disagrees with the given label; NOT likely label errors at this accuracy): "
-              f"{share}")
-        return
-    print(f"  Likely label errors: {share}")
-    if verdict is not None:
-        print(f"  {verdict.message}")
-
-
-def _stored_source(dataset_name: str) -> str:
-    """How the reused probabilities were made, in words, from the dataset's model run."""
-    import fiftyone as fo
-
-    from active_learning.predictions import stored_model_config
-
-    config = stored_model_config(fo.load_dataset(dataset_name))
-    if not config:
-        return "existing out-of-sample probabilities"
-    if config.get("out_of_sample") is False:
-        return f"existing probabilities, {config.get('probabilities', '')}"
-    return f"existing out-of-sample probabilities ({config.get('probabilities', '')})"
-
-
-def _print_label_issues(dataset_name: str, report, top: int) -> None:
-    from curation_checks.pipelines import noise_pairs_table
-
-    errors = report.results["label_errors"].summary
-    scored = errors["num_scored"]
-    source = (f"out-of-sample probabilities ({report.model.source}), computed in {report.model.seconds:.0f} s"
-              if report.model else _stored_source(dataset_name))
-    print(f"Label issues in {dataset_name!r}: {scored} labeled samples scored ({source}; cleanlab "
-          f"{errors['filter_by']}, ranked by {errors['rank_method']}).")
-    if errors["num_unlabeled_skipped"]:
-        print(f"  {errors['num_unlabeled_skipped']} samples without a label were skipped.")
-    _print_flag_count(errors)
-    pairs = noise_pairs_table(errors)
-    if pairs:
-        print("  Most frequent given -> suggested: " + ", ".join(f"{g} -> {s} ({c})" for g, s, c in pairs[:6]))
-    if report.suspects:
-        print(f"  Worst {min(top, len(report.suspects))} by label quality (* = flagged as a likely error):")
-        width = max(8, *(len(x.given) for x in report.suspects), *(len(x.suggested) for x in report.suspects))
-        print(f"    {'rank':>5} {'score':>7} {'flag':>4}  {'given':<{width}} {'suggested':<{width}} file")
-        for suspect in report.suspects[:top]:
-            print(f"    {suspect.rank:>5} {suspect.score:>7.4f} {'*' if suspect.flagged else '':>4}  "
-                  f"{suspect.given:<{width}} {suspect.suggested:<{width}} {Path(suspect.filepath).name}")
-    if report.skipped:
-        print(f"  Skipped {', '.join(report.skipped)}: the samples have no embeddings (your predictions came "
-              "without them; give --embeddings-field or use the fixed model).")
-    else:
-        _print_duplicates(report)
-    print("  Fields: label_issue_{score,flag,suggested,rank,confidence}, near_duplicate_*, outlier_*; review them in "
-          "the App's 'Label issues' panel.")
-
-
-def _print_duplicates(report) -> None:
-    dups = report.results["near_duplicates"].summary
-    outliers = report.results["outliers"].summary
-    print(f"  Near-duplicates: {dups['num_flagged']} samples in {dups['num_groups']} groups "
-          f"(largest {dups.get('largest_group', 0)}); outliers: {outliers['num_flagged']}.")
-    if dups.get("num_large_groups"):
-        print(f"  Warning: {dups['num_large_groups']} near-duplicate groups hold more than "
-              f"{dups['large_group_size']} images: the embeddings may be too coarse to tell images apart; look "
-              "before deleting anything.")
 
 
 def cmd_label_errors(args: argparse.Namespace) -> int:
@@ -299,7 +171,7 @@ def cmd_label_errors(args: argparse.Namespace) -> int:
     view = dataset.match_tags(args.tag) if args.tag else dataset
     own = _own_model(view, args)
     if own is not None:
-        _print_model(own)
+        reports.print_model(own)
     seed = args.seeds[0] if args.seeds else 0
     update, close = _progress_bar("Label issues")
     try:
@@ -316,7 +188,7 @@ def cmd_label_errors(args: argparse.Namespace) -> int:
         close()
     if report.recomputed_because:
         print(f"Recomputed the out-of-sample probabilities: {'; '.join(report.recomputed_because)}.")
-    _print_label_issues(dataset.name, report, args.top)
+    reports.print_label_issues(dataset.name, report, args.top)
     return 0
 
 
@@ -396,16 +268,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print("== 1/5 Import")
     dataset = import_dataset(args.name, args.data, max_per_split=args.max_per_split, overwrite=args.overwrite,
                              progress=True)
-    _print_dataset(dataset)
+    reports.print_dataset(dataset)
     print("\n== 2/5 Class balance")
-    _print_check(run_check(dataset.match_tags("train"), "class_balance", label_field=args.label_field))
+    reports.print_check(run_check(dataset.match_tags("train"), "class_balance", label_field=args.label_field))
     print("\n== 3/5 Fixed model: out-of-sample probabilities (K-fold) and a final model")
-    _print_model(_run_model(dataset, args))
+    reports.print_model(_run_model(dataset, args))
     print("\n== 4/5 Label errors, near-duplicates, outliers")
     from curation_checks.pipelines import find_label_issues
 
     train = dataset.match_tags(args.train_tag) if args.train_tag else dataset
-    _print_label_issues(dataset.name, find_label_issues(train, label_field=args.label_field, top=10), 10)
+    reports.print_label_issues(dataset.name, find_label_issues(train, label_field=args.label_field, top=10), 10)
     print("\n== 5/5 Bias: per-class metrics, worst slices, underperforming groups (out-of-sample predictions)")
     from curation_checks.bias_report import compute_bias, format_bias_report
 
@@ -491,20 +363,6 @@ def cmd_al_init(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_round(state, dataset_name: str, ls_url: str | None) -> None:
-    timings = ", ".join(f"{k} {v:.1f}s" for k, v in state.timings.items())
-    print(f"Round {state.index} ({state.strategy}): step {state.step}; {len(state.selected)} selected"
-          f"{f' + {len(state.review)} from the review queue' if state.review else ''}, "
-          f"{state.annotated}/{len(state.task_ids)} annotated.")
-    if state.step == "annotate":
-        print(f"  Waiting for annotations in Label Studio ({ls_url or 'LABEL_STUDIO_URL'}). Resume with "
-              f"`curation al round {dataset_name}` (or `curation al ingest {dataset_name}`) when they are done.")
-    if state.step == "done":
-        print(f"  {state.num_labeled} labels, test accuracy {state.accuracy:.4f}; {timings}")
-        worst = sorted(state.per_class_f1.items(), key=lambda item: item[1])[:3]
-        print("  lowest per-class F1: " + ", ".join(f"{c} {f:.3f}" for c, f in worst))
-
-
 def cmd_al_round(args: argparse.Namespace) -> int:
     from active_learning.loop import load_config, run_round
 
@@ -529,7 +387,7 @@ def cmd_al_round(args: argparse.Namespace) -> int:
                               poll_seconds=args.poll_seconds, timeout_seconds=args.timeout, progress=progress)
         finally:
             close()
-        _print_round(state, dataset.name, args.ls_url)
+        reports.print_round(state, dataset.name, args.ls_url)
         if state.step != "done":
             return 0
     return 0
