@@ -120,3 +120,31 @@ def test_cli_says_when_the_model_is_too_weak_and_not_when_it_is_strong(digits_wi
     assert "Likely label errors:" in strong.stdout and "can be trusted as likely label errors" in strong.stdout
     assert "too weak" not in strong.stdout
     assert "logistic head on the embeddings in 'pixels'" in strong.stdout
+
+
+def test_operators_offer_and_use_your_own_embeddings_and_predictions(digits_with_features):
+    import fiftyone.operators as foo
+
+    from active_learning.predictions import DEFAULT_RUN_KEY
+    from active_learning.runs import load_run
+    from test_plugin import resolve_inputs
+
+    plugin = "@curation/fiftyone-curation"
+    dataset = digits_with_features
+    form = resolve_inputs(f"{plugin}/compute_model_outputs", dataset.name).type.properties
+    assert "pixels" in form["embeddings_field"].type.values
+    assert {"strong", "weak"} <= set(form["predictions_field"].type.values)
+    assert form["recipe"].default == "auto" and form["tta_px"].default == 2  # grayscale digits: the fast recipe
+    result = foo.execute_operator(f"{plugin}/compute_model_outputs", request_delegation=False, ctx={
+        "dataset": dataset.name, "params": {"embeddings_field": "pixels", "folds": 3}})
+    assert result.error is None, result.error
+    assert result.result["out_of_sample_accuracy"] > 0.9
+    config, _ = load_run(dataset, DEFAULT_RUN_KEY)
+    assert config["source"] == "embeddings_head" and config["folds"] == 3
+    found = foo.execute_operator(f"{plugin}/find_label_issues", request_delegation=False, ctx={
+        "dataset": dataset.name, "params": {"predictions_field": "weak"}})
+    assert found.error is None, found.error
+    dataset.reload()
+    summary = load_run(dataset, "check_label_errors")[1]["summary"]
+    assert summary["trust"]["trusted"] is False and summary["filter_by"] == "prune_by_noise_rate"
+    assert load_run(dataset, DEFAULT_RUN_KEY)[0]["source"] == "predictions_field"
