@@ -118,6 +118,8 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=None, help="override every recipe's epochs")
     parser.add_argument("--out", default=None, help="result file (default benchmarks/results/model_quality_<device>.json)")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the runs already in the result file (same dataset, recipe, folds) and run the rest")
     args = parser.parse_args()
     device = select_device(args.device)
     gpu = device.startswith("cuda")
@@ -131,7 +133,9 @@ def main() -> None:
     started = time.perf_counter()
     path = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"model_quality_{device.split(':')[0]}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    runs: list[dict] = []
+    runs: list[dict] = json.loads(path.read_text())["runs"] if args.resume and path.is_file() else []
+    done = {(r["dataset"], r["recipe"], r["folds"], r["device"]) for r in runs}
+    plan = [(d, r) for d, r in plan if (d, r, args.folds, device) not in done]
     out: dict = {}
     loaded: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for dataset, name in plan:
