@@ -20,15 +20,11 @@ from pathlib import Path as _Path
 if sys.path and _Path(sys.path[0]).resolve() == _Path(__file__).resolve().parent:
     sys.path.pop(0)  # this folder's active_learning.py must not shadow the active_learning package
 
+import importlib.util as _util  # noqa: E402  bench_data, loaded by path: this folder must stay off sys.path
 
-def _load_sibling(name: str):
-    """A helper module of this folder, loaded by path (the folder itself must stay off sys.path)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(name, _Path(__file__).resolve().parent / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+_spec = _util.spec_from_file_location("bench_data", _Path(__file__).with_name("bench_data.py"))
+bench_data = _util.module_from_spec(_spec)
+_spec.loader.exec_module(bench_data)
 
 import argparse
 import json
@@ -41,7 +37,6 @@ from active_learning.model import cross_val_proba, default_tta_px, named_recipe,
 from curation_checks.base import CheckInputs
 from curation_checks.label_errors import DEFAULT_FILTER, LabelErrors
 
-bench_data = _load_sibling("bench_data")
 
 ROOT = Path(__file__).resolve().parents[1]
 LOOK_ALIKE = {3: 5, 5: 3, 1: 9, 9: 1, 4: 7, 7: 4}  # cat<->dog, automobile<->truck, deer<->horse

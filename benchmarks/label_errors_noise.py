@@ -18,15 +18,11 @@ from pathlib import Path as _Path
 if sys.path and _Path(sys.path[0]).resolve() == _Path(__file__).resolve().parent:
     sys.path.pop(0)  # this folder's active_learning.py must not shadow the active_learning package
 
+import importlib.util as _util  # noqa: E402  bench_data, loaded by path: this folder must stay off sys.path
 
-def _load_sibling(name: str):
-    """A helper module of this folder, loaded by path (the folder itself must stay off sys.path)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(name, _Path(__file__).resolve().parent / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+_spec = _util.spec_from_file_location("bench_data", _Path(__file__).with_name("bench_data.py"))
+bench_data = _util.module_from_spec(_spec)
+_spec.loader.exec_module(bench_data)
 
 import argparse
 import json
@@ -43,7 +39,6 @@ from active_learning.model import FixedModel, Recipe, cross_val_proba, select_de
 from curation_checks.base import CheckInputs
 from curation_checks.label_errors import LabelErrors
 
-bench_data = _load_sibling("bench_data")
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "fashion-mnist"
