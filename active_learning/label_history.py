@@ -1,13 +1,20 @@
 """Changing human labels safely: every change keeps the old value and who/what/when/why, and can be undone.
 
 History lives in the sample field ``label_history``: a list of dicts, newest last, each
-``{field, old, new, who, when, why, source}``. ``old``/``new`` are label strings (None = no label).
+``{field, old, new, who, when, why, source, change}``. ``old``/``new`` are label strings (None = no label);
+``change`` names the ``set_labels`` call (one "Accept suggested label", one ingest, ...) and sorts by time. An undo
+is a change of its own (``source`` ``undo``) whose entries name the change they revert in ``undoes``, so the
+reverted label stays recorded and a second undo walks back to the change before (``undo_last_change``).
 The review queue is the sample field ``review_status`` (``queued`` -> ``pushed`` -> ``done``) with
 ``review_reason`` and ``review_queued_at``; the active-learning loop pushes queued samples to Label Studio.
 """
 
 from __future__ import annotations
 
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 from active_learning.errors import DataError
@@ -18,6 +25,7 @@ HISTORY_FIELD = "label_history"
 REVIEW_STATUS_FIELD = "review_status"
 REVIEW_REASON_FIELD = "review_reason"
 REVIEW_QUEUED_AT_FIELD = "review_queued_at"
+UNDO_SOURCE = "undo"
 
 
 def set_labels(
@@ -27,10 +35,12 @@ def set_labels(
     why: str = "",
     source: str = "manual",
     user: str | None = None,
+    undoes: Mapping[str, str] | None = None,
 ) -> int:
     """Set ``label_field`` of the given samples (id -> class name), appending each change to ``label_history``.
 
-    Samples whose label already equals the new one are left alone (so a repeat is a no-op).
+    Samples whose label already equals the new one are left alone (so a repeat is a no-op). All entries of one call
+    share one ``change`` id; ``undoes`` (sample id -> the change it reverts) is for ``undo_last_change``.
     Returns the number of samples changed.
 
     Raises:
@@ -55,6 +65,7 @@ def set_labels(
         raise DataError(f"{len(missing)} sample ids are not in dataset {dataset.name!r}; nothing was changed.")
     when = now_utc()
     user = user or who()
+    change = new_change_id()
     label_updates: dict[str, object] = {}
     history_updates: dict[str, list] = {}
     for sample_id, old, history in zip(ids, current, histories):
@@ -62,7 +73,9 @@ def set_labels(
         if old == new:
             continue
         entry = {"field": label_field, "old": old, "new": new, "who": user, "when": when, "why": why,
-                 "source": source}
+                 "source": source, "change": change}
+        if undoes and sample_id in undoes:
+            entry["undoes"] = undoes[sample_id]
         history_updates[sample_id] = list(history or []) + [entry]
         label_updates[sample_id] = fo.Classification(label=new)
     if label_updates:
@@ -71,19 +84,111 @@ def set_labels(
     return len(label_updates)
 
 
-def undo_last_change(dataset, sample_ids: Sequence[str], label_field: str = "ground_truth",
-                     user: str | None = None) -> int:
-    """Revert the most recent change of ``label_field`` on each sample (recorded as a change of its own)."""
-    view = dataset.select(list(sample_ids))
+def new_change_id() -> str:
+    """A new change id: the time in nanoseconds first, so that ids sort by when the change was made."""
+    return f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
+
+
+@dataclass(frozen=True)
+class UndoResult:
+    """What ``undo_last_change`` reverted: per sample the label it had and the one it has again."""
+
+    reverted: dict[str, tuple[str, str]] = field(default_factory=dict)  # sample id -> (label undone, label back)
+    skipped: int = 0  # samples of the change relabeled since (or never labeled before it): left as they are
+    change: dict | None = None  # who, when, why and source of the reverted change (the whole-dataset undo)
+
+    @property
+    def num_reverted(self) -> int:
+        """How many samples got their previous label back."""
+        return len(self.reverted)
+
+    @property
+    def transitions(self) -> list[tuple[str, str, int]]:
+        """``(label undone, label back, samples)``, the most frequent first."""
+        counts = Counter(self.reverted.values())
+        return [(undone, back, n) for (undone, back), n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+
+    def describe(self) -> str:
+        """E.g. ``3 samples: b → a (2), c → a (1)``."""
+        pairs = ", ".join(f"{undone} → {back} ({n})" for undone, back, n in self.transitions)
+        return f"{self.num_reverted} sample{'s' if self.num_reverted != 1 else ''}: {pairs}"
+
+
+def _change_key(entry: Mapping) -> str:
+    """The change an entry belongs to (entries from before change ids: its time, who, source and why)."""
+    return entry.get("change") or "|".join(str(entry.get(k)) for k in ("when", "who", "source", "why"))
+
+
+def _order(entry: Mapping) -> tuple[str, str]:
+    return str(entry.get("when") or ""), str(entry.get("change") or "")
+
+
+def _standing_entries(history: Sequence[Mapping] | None, label_field: str) -> list[Mapping]:
+    """The entries of ``label_field`` that still stand: neither undos nor changes an undo reverted, oldest first."""
+    entries = [h for h in history or [] if h.get("field") == label_field]
+    undone = {h["undoes"] for h in entries if h.get("undoes")}
+    return [h for h in entries if h.get("source") != UNDO_SOURCE and _change_key(h) not in undone]
+
+
+def _revertible(entry: Mapping | None, current: str | None, standing: Sequence[Mapping]) -> bool:
+    """Whether undoing ``entry`` loses nothing: it is the sample's latest standing change, the label is still the
+    one it set, and there was a label before it."""
+    return (entry is not None and bool(standing) and standing[-1] is entry and current == entry.get("new")
+            and entry.get("old") is not None)
+
+
+def undo_last_change(dataset, sample_ids: Sequence[str] | None = None, label_field: str = "ground_truth",
+                     user: str | None = None, source: str | None = None) -> UndoResult:
+    """Revert the most recent change of ``label_field``, itself recorded as a change (``source`` ``undo``).
+
+    Without ``sample_ids``: the most recent change of the dataset (every sample one ``set_labels`` call changed,
+    e.g. one "Accept suggested label"), of ``source`` only when given. With ``sample_ids``: each sample's own most
+    recent change. A change already undone is passed over, so undoing again walks back to the change before; the
+    undone label stays in ``label_history``. A sample whose label changed again since (or had none before) is left
+    as it is and counted in ``skipped``: an undo never overwrites a later label.
+
+    Raises:
+        DataError: the label to go back to is no longer in the class list (nothing is changed).
+    """
     if HISTORY_FIELD not in dataset.get_field_schema():
-        return 0
-    ids, histories = view.values(["id", HISTORY_FIELD])
-    reverts = {}
-    for sample_id, history in zip(ids, histories):
-        last = next((h for h in reversed(history or []) if h.get("field") == label_field), None)
-        if last is not None and last.get("old") is not None:
-            reverts[sample_id] = last["old"]
-    return set_labels(dataset, reverts, label_field, why="undo", source="undo", user=user)
+        return UndoResult()
+    view = dataset.exists(HISTORY_FIELD) if sample_ids is None else dataset.select(list(sample_ids))
+    ids, current, histories = view.values(["id", f"{label_field}.label", HISTORY_FIELD])
+    standing = {i: _standing_entries(h, label_field) for i, h in zip(ids, histories)}
+    labels = dict(zip(ids, current))
+    targets: dict[str, Mapping] = {}
+    skipped = 0
+    change = None
+    if sample_ids is None:
+        candidates = [e for entries in standing.values() for e in entries
+                      if source is None or e.get("source") == source]
+        by_key: dict[str, list[tuple[str, Mapping]]] = {}
+        for sample_id, entries in standing.items():
+            for entry in entries:
+                by_key.setdefault(_change_key(entry), []).append((sample_id, entry))
+        # The newest change with a sample left to revert (changes wholly relabeled since are history).
+        for entry in sorted(candidates, key=_order, reverse=True):
+            members = by_key[_change_key(entry)]
+            ok = {i: e for i, e in members if _revertible(e, labels[i], standing[i])}
+            if ok:
+                targets, skipped = ok, len(members) - len(ok)
+                change = {k: entry.get(k) for k in ("when", "who", "why", "source", "change")}
+                break
+    else:
+        for sample_id, entries in standing.items():
+            last = entries[-1] if entries else None
+            if last is None or (source is not None and last.get("source") != source):
+                continue
+            if _revertible(last, labels[sample_id], entries):
+                targets[sample_id] = last
+            else:
+                skipped += 1
+    if not targets:
+        return UndoResult(skipped=skipped)
+    set_labels(dataset, {i: e["old"] for i, e in targets.items()}, label_field, why="undo", source=UNDO_SOURCE,
+               user=user, undoes={i: _change_key(e) for i, e in targets.items()})
+    return UndoResult(reverted={i: (e["new"], e["old"]) for i, e in targets.items()}, skipped=skipped,
+                      change=change)
 
 
 def queue_for_review(dataset, sample_ids: Sequence[str], reason: str) -> int:

@@ -233,20 +233,65 @@ def resolve_settings(
     return LabelStudioSettings(url=resolved_url, api_key=resolved_key, timeout=timeout)
 
 
-def _detail(error: ApiError, secret: str) -> str:
-    """The server's short explanation of an API error, with the key masked should it ever be echoed."""
-    body = error.body
-    text = body.get("detail") if isinstance(body, dict) else None
-    if not isinstance(text, str):
-        text = ""
-    text = " ".join(text.split())[:200]
-    return text.replace(secret, "***") if secret else text
+DETAIL_LIMIT = 600  # characters of a server's explanation kept in an error message
 
 
-def _api_error_message(error: ApiError, settings: LabelStudioSettings) -> str:
+def secret_fragments(*secrets: str | None) -> list[str]:
+    """What must never be printed of these secrets: each one whole and, for a JWT, each of its segments."""
+    fragments: set[str] = set()
+    for secret in secrets:
+        secret = (secret or "").strip()
+        if not secret:
+            continue
+        fragments.add(secret)
+        fragments.update(part for part in secret.split(".") if len(part) >= 8)
+    return sorted(fragments, key=len, reverse=True)  # the whole token before its parts
+
+
+def client_secrets(client: Any) -> list[str]:
+    """What must never be printed of a connected client's credentials: its API key and the access token the SDK
+    obtained for a personal access token (read from the SDK's token client, the one place that holds them)."""
+    tokens = getattr(getattr(client, "_client_wrapper", None), "_tokens_client", None)
+    return secret_fragments(str(getattr(tokens, "_api_key", "") or ""), str(getattr(tokens, "_access_token", "") or ""))
+
+
+def mask_secrets(text: str, fragments: list[str]) -> str:
+    """``text`` with every fragment replaced by ``***``."""
+    for fragment in fragments:
+        text = text.replace(fragment, "***")
+    return text
+
+
+def shorten(text: str, limit: int = DETAIL_LIMIT) -> str:
+    """``text`` with its blanks collapsed, cut after the last whole sentence that fits (or the last whole word)."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    head = text[:limit]
+    end = max(head.rfind(". "), head.rfind("! "), head.rfind("? "), head.rfind(": "))
+    if end >= limit // 3:
+        return head[: end + 1] + " [...]"
+    return head.rsplit(" ", 1)[0] + " [...]"
+
+
+def server_detail(body: Any, fragments: list[str]) -> str:
+    """The server's explanation in an error answer (``detail``, validation errors or plain text), masked first and
+    only then shortened, so a server that echoes the request cannot leak part of a token."""
+    parts: list[str] = []
+    if isinstance(body, dict):
+        if isinstance(body.get("detail"), str):
+            parts.append(body["detail"])
+        if body.get("validation_errors"):
+            parts.append(json.dumps(body["validation_errors"], ensure_ascii=False))
+    elif isinstance(body, str) and not body.lstrip().startswith("<"):
+        parts.append(body)
+    return shorten(mask_secrets(" ".join(parts), fragments))
+
+
+def _api_error_message(error: ApiError, settings: LabelStudioSettings, secrets: list[str] | None = None) -> str:
     """An actionable message for an HTTP error answer to the connection check."""
     status = error.status_code
-    detail = _detail(error, settings.api_key)
+    detail = server_detail(error.body, secrets or secret_fragments(settings.api_key))
     reason = f"HTTP {status}" + (f": {detail}" if detail else "")
     if status in (401, 403):
         if "legacy" in detail.lower():
@@ -284,13 +329,14 @@ def connect(settings: LabelStudioSettings | None = None) -> LabelStudio:
     settings = settings if settings is not None else resolve_settings()
     check_token_shape(settings.api_key)
     started = time.monotonic()
+    client = None
     try:
         # A trailing slash keeps a path prefix (a reverse proxy's /labelstudio) when the SDK joins
         # api/token/refresh/ with urljoin; its other requests strip it.
         client = LabelStudio(base_url=f"{settings.url}/", api_key=settings.api_key, timeout=settings.timeout)
         user = client.users.whoami(request_options={"max_retries": 0, "timeout_in_seconds": settings.timeout})
     except ApiError as error:  # chaining would carry response headers (cookies) into tracebacks
-        raise LabelStudioError(_api_error_message(error, settings)) from None
+        raise LabelStudioError(_api_error_message(error, settings, client_secrets(client))) from None
     except httpx.TransportError as error:
         raise LabelStudioError(_unreachable_message(settings, error)) from error
     except ValueError:  # HTML or other non-JSON where the API should be (json and pydantic errors)

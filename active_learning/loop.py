@@ -5,6 +5,10 @@ whose results hold its step and everything the step produced. Steps, in order::
 
     select -> push -> annotate -> ingest -> retrain -> evaluate -> done
 
+Every pushed task is pre-annotated by the newest model (``active_learning.preannotate``). A round's annotation
+is complete when each of its tasks is annotated or skipped; skipped samples go back to the pool (and skipped
+review samples back to the review queue), recorded in the round's ``skipped``.
+
 Each step reads what the previous ones saved and saves its own output before the step advances, so a crash
 (kill -9) or a rerun continues where it stopped: the selection is saved before anything is pushed, pushing skips
 samples already in the project, ingestion skips annotations already ingested, and a retrain whose checkpoint
@@ -25,12 +29,13 @@ from active_learning.label_history import REVIEW_STATUS_FIELD, review_queue
 from active_learning.model import LOOP_MIN_STEPS, FixedModel, Recipe, file_sha256, named_recipe
 from active_learning.predictions import checkpoint_dir
 from active_learning.runs import load_run, now_utc, record_run, update_run_results
+from active_learning.simulate import SimulatedAnnotator, simulate_annotations
 from active_learning.strategies import REQUIRES, STRATEGIES, select
 from active_learning.views import get_classes, labeled_arrays
 
 LOOP_RUN_KEY = "al_loop"
 STEPS = ("select", "push", "annotate", "ingest", "retrain", "evaluate", "done")
-Progress = Callable[[str], None]
+Progress = Callable[[float, str], None]  # (fraction done, message)
 
 
 def round_key(index: int) -> str:
@@ -101,6 +106,11 @@ class RoundState:
     checkpoint_sha256: str | None = None
     ingest: dict[str, Any] = field(default_factory=dict)
     annotated: int = 0
+    skipped: list[str] = field(default_factory=list)
+    predictions_from: str = ""
+    with_prediction: int = 0
+    media: str = ""
+    push_note: str = ""
     started_at: str = ""
     finished_at: str = ""
 
@@ -191,7 +201,7 @@ def candidates(dataset, config: LoopConfig, rounds: list[RoundState]):
     """Pool samples without a label that no earlier round selected."""
     from fiftyone import ViewField as F
 
-    taken = {sid for r in rounds for sid in r.selected}
+    taken = {sid for r in rounds for sid in set(r.selected) - set(r.skipped)}  # skipped samples are back
     pool = dataset.match_tags(config.pool_tag).match(F(f"{config.label_field}.label") == None)  # noqa: E711
     return pool.exclude(list(taken)) if taken else pool
 
@@ -239,42 +249,25 @@ def step_select(dataset, config: LoopConfig, state: RoundState, rounds: list[Rou
     state.strategy, state.selected, state.review = strategy, chosen, review
 
 
-def step_push(dataset, config: LoopConfig, state: RoundState, client, project_id: int, model_version: str | None):
-    """Push the round's samples in one bulk import (idempotent), with the latest model's prediction."""
+def step_push(dataset, config: LoopConfig, state: RoundState, client, project_id: int,
+              rounds: list[RoundState]) -> None:
+    """Push the round's samples in one bulk import (idempotent), each pre-annotated by the newest model."""
     from active_learning.label_history import REVIEW_STATUS_FIELD as STATUS
-    from active_learning.ls_bridge import push_tasks, task_specs
+    from active_learning.ls_bridge import push_round_tasks
+    from active_learning.preannotate import find_predictor, round_task_specs
 
-    ids = state.selected + state.review
-    specs = task_specs(dataset.select(ids, ordered=True), state.index, model_version=model_version)
-    state.task_ids = {str(k): int(v) for k, v in push_tasks(client, project_id, specs, media=config.media).items()}
+    classes = get_classes(dataset, config.eval_field)
+    done = [r for r in rounds if r.step == "done" and r.checkpoint and r.index != state.index]
+    last = (round_key(done[-1].index), done[-1].checkpoint, done[-1].checkpoint_sha256) if done else None
+    predictor = find_predictor(dataset, classes, last)
+    specs = round_task_specs(dataset, state.selected, state.review, state.index, classes,
+                             (config.label_field, config.eval_field), predictor, model_version=round_key(state.index))
+    result = push_round_tasks(client, project_id, specs, media=config.media)
+    state.task_ids = {str(k): int(v) for k, v in result.task_ids.items()}
+    state.predictions_from, state.with_prediction = predictor.name, result.with_prediction
+    state.media, state.push_note = result.media, result.note
     if state.review:
         dataset.set_values(STATUS, {i: "pushed" for i in state.review}, key_field="id")
-
-
-def simulate_annotations(client, project_id: int, task_ids: Mapping[str, int], truth: Mapping[str, str],
-                         workers: int = 4) -> int:
-    """Answer the unannotated tasks through the real API with the hidden truth, as annotators would.
-
-    Label Studio 1.23 has no bulk annotation call; one call per task (~0.1-0.4 s), a few in parallel.
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    from active_learning.ls_bridge import annotated_tasks, parse_labeling_config
-
-    done = {int(t["id"]) for t in annotated_tasks(client, project_id)}
-    config = parse_labeling_config(client.projects.get(id=project_id).label_config or "")
-    todo = [(task_id, truth[sample_id]) for sample_id, task_id in task_ids.items()
-            if task_id not in done and truth.get(sample_id) is not None]
-
-    def answer(item: tuple[int, str]) -> None:
-        task_id, label = item
-        client.annotations.create(task_id, result=[{"from_name": config.from_name, "to_name": config.to_name,
-                                                    "type": "choices", "value": {"choices": [label]}}],
-                                  lead_time=1.0)
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        list(pool.map(answer, todo))
-    return len(todo)
 
 
 def training_view(dataset, config: LoopConfig):
@@ -282,8 +275,12 @@ def training_view(dataset, config: LoopConfig):
     return dataset.match_tags([config.train_tag, config.pool_tag]).exists(f"{config.label_field}.label")
 
 
-def step_retrain(dataset, config: LoopConfig, state: RoundState, classes: list[str]) -> None:
-    """Train the fixed model on every labeled sample; the checkpoint and its hash go into the round."""
+def step_retrain(dataset, config: LoopConfig, state: RoundState, classes: list[str],
+                 progress: Progress | None = None) -> None:
+    """Train the fixed model on every labeled sample; the checkpoint and its hash go into the round.
+
+    ``progress(fraction, message)`` hears from the training at least every ~10 s (epochs and batches).
+    """
     if state.checkpoint and state.checkpoint_sha256:
         try:
             if file_sha256(state.checkpoint) == state.checkpoint_sha256:
@@ -292,7 +289,8 @@ def step_retrain(dataset, config: LoopConfig, state: RoundState, classes: list[s
             pass
     arrays = labeled_arrays(training_view(dataset, config), config.label_field, classes)
     recipe = config.recipe()
-    model = FixedModel(len(classes), recipe).fit(load_images(arrays.filepaths, recipe.image_size), arrays.labels)
+    model = FixedModel(len(classes), recipe).fit(load_images(arrays.filepaths, recipe.image_size), arrays.labels,
+                                                 progress=progress)
     path = checkpoint_dir(dataset) / f"{round_key(state.index)}.pt"
     state.checkpoint, state.checkpoint_sha256 = str(path), model.save(path)
     state.num_labeled = len(arrays.labels)
@@ -312,6 +310,89 @@ def step_evaluate(dataset, config: LoopConfig, state: RoundState, classes: list[
     state.per_class_f1 = {c: round(float(s), 4) for c, s in zip(classes, scores)}
 
 
+@dataclass(frozen=True)
+class RoundProgress:
+    """Where the current round's annotation stands, from the round's record and the samples' provenance.
+
+    Attributes:
+        index / step: the round and its step.
+        pushed: tasks the round pushed.
+        annotated / skipped: of those, annotated and skipped ones, as of the last look at Label Studio.
+        ingested: of the round's tasks, those whose labels are in the dataset (counted in the database now).
+        with_prediction: pushed tasks that carry a pre-annotation.
+    """
+
+    index: int
+    step: str
+    pushed: int
+    annotated: int
+    skipped: int
+    ingested: int
+    with_prediction: int
+
+    @property
+    def open(self) -> int:
+        return max(self.pushed - self.annotated - self.skipped, 0)
+
+
+def round_progress(dataset, state: RoundState) -> RoundProgress:
+    """The round's figures, the ingested count read from the database (``ls_provenance.task_id``)."""
+    from fiftyone import ViewField as F
+
+    from active_learning.ls_bridge import PROVENANCE_FIELD
+
+    ingested = 0
+    if state.task_ids and PROVENANCE_FIELD in dataset.get_field_schema():
+        tasks = list(state.task_ids.values())
+        ingested = len(dataset.select(list(state.task_ids)).match(
+            F(f"{PROVENANCE_FIELD}.task_id").is_in(tasks)))
+    return RoundProgress(state.index, state.step, len(state.task_ids), state.annotated, len(state.skipped),
+                         ingested, state.with_prediction)
+
+
+def _note_annotation(state: RoundState, completed) -> bool:
+    """Count the round's annotated and skipped tasks from ``completed``; True when none is left open."""
+    finished = {task.task_id for task in completed}
+    skipped_ids = set(getattr(completed, "skipped_task_ids", ()))
+    state.annotated = sum(1 for task_id in state.task_ids.values() if task_id in finished)
+    state.skipped = [sample_id for sample_id, task_id in state.task_ids.items()
+                     if task_id in skipped_ids and task_id not in finished]
+    return state.annotated + len(state.skipped) >= len(state.task_ids)
+
+
+def _return_skipped(dataset, state: RoundState) -> None:
+    """Skipped review samples go back to the review queue (skipped new samples are candidates again)."""
+    from active_learning.label_history import REVIEW_STATUS_FIELD as STATUS
+
+    back = [sample_id for sample_id in state.skipped if sample_id in set(state.review)]
+    if back:
+        dataset.set_values(STATUS, {sample_id: "queued" for sample_id in back}, key_field="id")
+
+
+def ingest_current_round(dataset, client, completed=None):
+    """Ingest every finished annotation of the loop's project (idempotent), counted against the current round.
+
+    The one ingest sequence of the product: ``curation al ingest``, the App's ingest operator and panel button, and
+    a round's ingest step all call it. When the round waits for annotators, its annotated and skipped counts are
+    updated too (the round itself moves on only in :func:`run_round`).
+
+    Returns:
+        The :class:`~active_learning.ls_bridge.IngestReport`.
+    """
+    from active_learning.ls_bridge import fetch_completed, ingest
+
+    config, project_id = load_config(dataset)
+    if project_id is None:
+        raise LabelStudioError("The loop has no Label Studio project; run the loop's init again.")
+    completed = fetch_completed(client, project_id) if completed is None else completed
+    state = current_round(dataset)
+    report = ingest(dataset, completed, config.label_field, state.index, project_id)
+    if state.step == "annotate" and state.task_ids:
+        _note_annotation(state, completed)
+        save_round(dataset, config, state)
+    return report
+
+
 def run_round(
     dataset,
     client,
@@ -320,21 +401,29 @@ def run_round(
     poll_seconds: float = 10.0,
     timeout_seconds: float | None = None,
     progress: Progress | None = None,
+    annotator: SimulatedAnnotator | None = None,
 ) -> RoundState:
     """Run (or resume) the current round as far as it can go.
 
     Without ``simulate_field`` and ``wait``, a round stops at ``annotate`` when tasks are still open and returns;
-    rerun it (or ``curation al ingest``) later. With ``wait``, it polls Label Studio every ``poll_seconds``.
+    rerun it (or ingest) later. With ``wait``, it polls Label Studio every ``poll_seconds``. The annotation is
+    complete when every task is annotated or skipped. ``progress(fraction of the round, message)`` hears about
+    every step, every poll, and the retrain's epochs and batches (at least every ~10 s).
+    ``annotator`` sets how the simulated annotator skips and errs (with ``simulate_field``).
     """
-    from active_learning.ls_bridge import fetch_completed, ingest
+    from active_learning.ls_bridge import fetch_completed, project_url
 
     config, project_id = load_config(dataset)
     if project_id is None:
-        raise LabelStudioError("The loop has no Label Studio project; run `curation al init` again.")
+        raise LabelStudioError("The loop has no Label Studio project; run the loop's init again.")
     classes = get_classes(dataset, config.eval_field)
     rounds = list_rounds(dataset)
     state = current_round(dataset)
-    say = progress or (lambda message: None)
+    report = progress or (lambda fraction, message: None)
+    last = len(STEPS) - 1
+
+    def say(message: str, within: float = 0.0) -> None:
+        report((STEPS.index(state.step) + within) / last, f"round {state.index} {state.step}: {message}")
 
     def advance(step: str, started: float) -> None:
         state.timings[state.step] = round(state.timings.get(state.step, 0.0) + time.perf_counter() - started, 3)
@@ -343,39 +432,39 @@ def run_round(
 
     while state.step != "done":
         started = time.perf_counter()
-        say(f"round {state.index}: {state.step}")
+        say("started")
         if state.step == "select":
             step_select(dataset, config, state, rounds)
             advance("push", started)
         elif state.step == "push":
-            last = next((r for r in reversed(rounds) if r.step == "done"), None)
-            step_push(dataset, config, state, client, project_id,
-                      model_version=round_key(last.index) if last else None)
+            step_push(dataset, config, state, client, project_id, rounds)
+            say(f"{len(state.task_ids)} tasks, {state.with_prediction} pre-annotated by "
+                f"{state.predictions_from or 'no model'}" + (f"; {state.push_note}" if state.push_note else ""))
             advance("annotate", started)
         elif state.step == "annotate":
             if simulate_field:
-                ids = list(state.task_ids)
-                truth = dict(zip(*dataset.select(ids).values(["id", f"{simulate_field}.label"])))
-                simulate_annotations(client, project_id, state.task_ids, truth)
+                truth = dict(zip(*dataset.select(list(state.task_ids)).values(["id", f"{simulate_field}.label"])))
+                simulate_annotations(client, project_id, state.task_ids, truth, annotator=annotator)
             deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
+            where = project_url(client, project_id)
             while True:
-                completed = fetch_completed(client, project_id)
-                finished = {t.task_id for t in completed}
-                state.annotated = sum(1 for t in state.task_ids.values() if t in finished)
-                if state.annotated >= len(state.task_ids) or not wait or (deadline and time.monotonic() > deadline):
+                complete = _note_annotation(state, fetch_completed(client, project_id))
+                if complete or not wait or (deadline and time.monotonic() > deadline):
                     break
-                say(f"round {state.index}: {state.annotated}/{len(state.task_ids)} annotated, waiting")
+                say(f"{state.annotated}/{len(state.task_ids)} annotated, {len(state.skipped)} skipped; waiting "
+                    f"for the rest at {where}", within=(state.annotated + len(state.skipped)) / len(state.task_ids))
                 time.sleep(poll_seconds)
-            if state.annotated < len(state.task_ids):
-                advance("annotate", started)  # saved: resume later with `curation al round` or `al ingest`
+            if not complete:
+                advance("annotate", started)  # saved: resume later (run the round again, or ingest)
                 return state
+            _return_skipped(dataset, state)
             advance("ingest", started)
         elif state.step == "ingest":
-            report = ingest(dataset, fetch_completed(client, project_id), config.label_field, state.index, project_id)
-            state.ingest = {k: v for k, v in asdict(report).items() if isinstance(v, (int, dict))}
+            ingested = ingest_current_round(dataset, client)
+            state.ingest = {k: v for k, v in asdict(ingested).items() if isinstance(v, (int, dict))}
             advance("retrain", started)
         elif state.step == "retrain":
-            step_retrain(dataset, config, state, classes)
+            step_retrain(dataset, config, state, classes, progress=lambda f, m: say(m, within=f))
             advance("evaluate", started)
         elif state.step == "evaluate":
             step_evaluate(dataset, config, state, classes)
@@ -390,4 +479,5 @@ def learning_curve(dataset) -> list[dict[str, Any]]:
             for r in list_rounds(dataset) if r.step == "done"]
 
 
-__all__ = ["LoopConfig", "RoundState", "init_loop", "run_round", "learning_curve", "list_rounds"]
+__all__ = ["LoopConfig", "RoundState", "RoundProgress", "SimulatedAnnotator", "init_loop", "run_round",
+           "ingest_current_round", "round_progress", "learning_curve", "list_rounds"]

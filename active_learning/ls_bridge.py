@@ -19,7 +19,9 @@ Images reach Label Studio in one of two ways (``media``):
   above the images; tasks point at ``/data/local-files/?d=<path relative to the root>``, and a local-files import
   storage on the images' common folder grants access (it is never synced: its filter matches no file).
 - ``"upload"``: the files are uploaded to the server (for a server on another machine); tasks point at the copies.
-- ``"auto"`` (the default) picks local files for a server on a loopback address and uploads otherwise.
+- ``"auto"`` (the default) picks local files for a server on a loopback address and uploads otherwise, and also
+  when that local server does not serve these files (serving off, or the images outside its document root): the
+  push result's ``note`` says so.
 
 Label Studio is reached only through ``label-studio-sdk`` 2.x; the two things it has no call for (uploading files
 without creating tasks, fetching a served file) use the SDK client's own HTTP client and authentication headers.
@@ -48,7 +50,7 @@ from label_studio_sdk.core.api_error import ApiError
 
 from active_learning.errors import DataError, LabelStudioError
 from active_learning.label_history import REVIEW_STATUS_FIELD, set_labels
-from active_learning.label_studio import TOKEN_HINT, URL_VARIABLE
+from active_learning.label_studio import TOKEN_HINT, URL_VARIABLE, client_secrets, server_detail
 from active_learning.runs import now_utc
 from active_learning.views import check_label_field, get_classes
 
@@ -62,8 +64,16 @@ IMAGE_KEY = "image"
 SAMPLE_ID_KEY = "sample_id"
 ROUND_KEY = "round"
 FILENAME_KEY = "filename"
+NOTE_KEY = "note"  # what the annotator should know: the model's guess, or why a labeled sample is back for review
 MARKER = "[fiftyone-curation]"
 LOCAL_FILES_ROOT_VARIABLE = "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"
+LOCAL_FILES_SERVING_VARIABLE = "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED"
+UPLOAD_HINT = "or upload the images instead (media 'upload': `curation al init DATASET --media upload`)"
+SERVING_HINT = (
+    f"start Label Studio with `scripts/labelstudio start` (it enables local files), or set "
+    f"{LOCAL_FILES_SERVING_VARIABLE}=true and {LOCAL_FILES_ROOT_VARIABLE}=<a folder above the images> for the "
+    f"server, and the same {LOCAL_FILES_ROOT_VARIABLE} here"
+)
 MEDIA_MODES = ("auto", "local-files", "upload")
 STORAGE_TITLE = "fiftyone-curation images"
 NEVER_MATCHES = "(?!)"  # the storage's file filter: a sync of it imports nothing
@@ -108,7 +118,8 @@ def labeling_config(classes: Sequence[str], from_name: str = "label", to_name: s
     choices = "\n".join(f"    <Choice value={quoteattr(name)}/>" for name in classes)
     return (
         "<View>\n"
-        f"  <Image name={quoteattr(to_name)} value=\"${IMAGE_KEY}\"/>\n"
+        f"  <Header value=\"${NOTE_KEY}\" size=\"6\"/>\n"
+        f"  <Image name={quoteattr(to_name)} value=\"${IMAGE_KEY}\" maxWidth=\"480px\"/>\n"
         f"  <Choices name={quoteattr(from_name)} toName={quoteattr(to_name)} choice=\"single-radio\" "
         "showInLine=\"true\" required=\"true\">\n"
         f"{choices}\n"
@@ -153,32 +164,9 @@ def _server_url(client: LabelStudio) -> str:
     return client._client_wrapper.get_base_url().rstrip("/")
 
 
-def _secret(client: LabelStudio) -> str:
-    """The client's API key, only to mask it should a server ever echo it."""
-    try:
-        return str(client._client_wrapper._tokens_client._api_key or "")
-    except AttributeError:
-        return ""
-
-
-def _error_detail(error: ApiError, secret: str) -> str:
-    """The server's short explanation of an API error (validation errors included), the key masked."""
-    body = error.body
-    parts: list[str] = []
-    if isinstance(body, dict):
-        if isinstance(body.get("detail"), str):
-            parts.append(body["detail"])
-        if body.get("validation_errors"):
-            parts.append(json.dumps(body["validation_errors"], ensure_ascii=False))
-    elif isinstance(body, str) and not body.lstrip().startswith("<"):
-        parts.append(body)
-    text = " ".join(" ".join(parts).split())[:400]
-    return text.replace(secret, "***") if secret else text
-
-
 def _api_error(client: LabelStudio, what: str, error: ApiError) -> LabelStudioError:
     url = _server_url(client)
-    detail = _error_detail(error, _secret(client))
+    detail = server_detail(error.body, client_secrets(client))
     reason = f"HTTP {error.status_code}" + (f": {detail}" if detail else "")
     if error.status_code in (401, 403):
         return LabelStudioError(f"Label Studio at {url} refused the API key while {what} ({reason}); {TOKEN_HINT}.")
@@ -235,7 +223,7 @@ def _http(client: LabelStudio, what: str, method: str, path: str, **kwargs: Any)
         try:
             body: Any = response.json()
         except ValueError:
-            body = response.text[:300]
+            body = response.text
         raise _api_error(client, what, ApiError(status_code=response.status_code, body=body))
     return response
 
@@ -301,6 +289,16 @@ def _check_project(project: Any, classes: Sequence[str], dataset_name: str, from
         )
 
 
+def _add_note(client: LabelStudio, project: Any, from_name: str, to_name: str) -> None:
+    """Give a project made before task notes existed the note line above the image (same classes, same order)."""
+    config = project.label_config or ""
+    if f"${NOTE_KEY}" in config:
+        return
+    classes = parse_labeling_config(config, from_name).classes
+    _call(client, f"adding the task note to the labeling config of project {project.id}",
+          lambda: client.projects.update(id=project.id, label_config=labeling_config(classes, from_name, to_name)))
+
+
 def ensure_project(
     client: LabelStudio,
     title: str,
@@ -344,6 +342,7 @@ def ensure_project(
             logger.warning("Label Studio project %s was deleted; creating a new one", project_id)
         else:
             _check_project(project, classes, dataset_name, from_name)
+            _add_note(client, project, from_name, to_name)
             return int(project.id)
     marker = project_marker(dataset_name)
     listed = _call(client, f"looking for project {title!r}", lambda: list(client.projects.list(title=title)))
@@ -357,6 +356,7 @@ def ensure_project(
     if ours:
         project = _get_project(client, ours[0].id, dataset_name)  # the list omits the labeling config
         _check_project(project, classes, dataset_name, from_name)
+        _add_note(client, project, from_name, to_name)
         return int(project.id)
     if same_title:
         raise LabelStudioError(
@@ -385,6 +385,7 @@ class TaskSpec:
     predicted_label: str | None = None
     score: float | None = None
     model_version: str | None = None
+    note: str = ""
 
 
 def task_specs(
@@ -416,6 +417,7 @@ def task_payload(spec: TaskSpec, image_url: str, config: ChoicesConfig) -> dict[
             SAMPLE_ID_KEY: spec.sample_id,
             ROUND_KEY: int(spec.round_index),
             FILENAME_KEY: os.path.basename(spec.filepath),
+            NOTE_KEY: spec.note,
         }
     }
     if spec.predicted_label is not None:
@@ -429,18 +431,29 @@ def task_payload(spec: TaskSpec, image_url: str, config: ChoicesConfig) -> dict[
     return payload
 
 
-def existing_tasks(client: LabelStudio, project_id: int) -> dict[str, int]:
-    """Sample id -> task id of the project's tasks that carry a sample id (the oldest task wins)."""
+def existing_tasks(client: LabelStudio, project_id: int) -> dict[tuple[str, int | None], int]:
+    """(sample id, round) -> task id of the project's tasks that carry a sample id (the oldest task wins).
+
+    A sample has at most one task per round; a later round may push it again (a skipped task returned to the pool,
+    a labeled sample queued for review).
+    """
     tasks = _call(
         client, f"listing the tasks of project {project_id}",
         lambda: list(client.tasks.list(project=project_id, include="id,data", page_size=TASK_PAGE_SIZE)),
     )
-    found: dict[str, int] = {}
+    found: dict[tuple[str, int | None], int] = {}
     for task in sorted(tasks, key=lambda t: t.id):
-        sample_id = (task.data or {}).get(SAMPLE_ID_KEY)
+        data = task.data or {}
+        sample_id, round_index = data.get(SAMPLE_ID_KEY), data.get(ROUND_KEY)
         if sample_id is not None:
-            found.setdefault(str(sample_id), int(task.id))
+            key = (str(sample_id), None if round_index is None else int(round_index))
+            found.setdefault(key, int(task.id))
     return found
+
+
+def project_url(client: LabelStudio, project_id: int) -> str:
+    """The address of the project's task list in the browser."""
+    return f"{_server_url(client)}/projects/{int(project_id)}/data"
 
 
 def _is_loopback(url: str) -> bool:
@@ -471,9 +484,8 @@ def local_files_url(filepath: str, document_root: str, prefix: str = "") -> str:
     path, root = os.path.abspath(filepath), os.path.abspath(document_root)
     if os.path.commonpath([path, root]) != root or path == root:
         raise DataError(
-            f"{path} is not below Label Studio's local-files document root {root}: start Label Studio with "
-            f"{LOCAL_FILES_ROOT_VARIABLE} set to a folder above the images (and pass it as document_root or set "
-            "it here too), or push with media='upload'."
+            f"{path} is not below Label Studio's local-files document root {root} ({LOCAL_FILES_ROOT_VARIABLE}): "
+            f"{SERVING_HINT}; {UPLOAD_HINT}."
         )
     return f"{prefix}/data/local-files/?d={quote(os.path.relpath(path, root))}"
 
@@ -497,15 +509,18 @@ def _ensure_local_storage(client: LabelStudio, project_id: int, folder: str) -> 
     )
 
 
+class LocalFilesNotServedError(LabelStudioError):
+    """Label Studio does not serve this machine's image files (local-files serving off, or another root)."""
+
+
 def _check_served(client: LabelStudio, url: str, filepath: str) -> None:
     """Fetch one served image, so broken image links fail the push before any task exists."""
     try:
         response = _http(client, f"checking that it serves {filepath}", "GET", absolute_url(client, url))
     except LabelStudioError as error:
-        raise LabelStudioError(
-            f"{error} Label Studio cannot serve the images from local files: start it with "
-            f"LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true and {LOCAL_FILES_ROOT_VARIABLE} set to a folder above "
-            "the images (the same folder as document_root here), or push with media='upload'."
+        raise LocalFilesNotServedError(
+            f"Label Studio at {_server_url(client)} does not serve the images from this machine's files: "
+            f"{SERVING_HINT}; {UPLOAD_HINT}. The server said: {error}"
         ) from None
     response.close()
 
@@ -520,8 +535,8 @@ def _local_files_urls(
     if os.path.abspath(folder) == os.path.abspath(root):
         raise DataError(
             f"The images' common folder {folder} is Label Studio's local-files document root itself, which Label "
-            f"Studio refuses to serve: set {LOCAL_FILES_ROOT_VARIABLE} one folder higher, or push with "
-            "media='upload'."
+            f"Studio refuses to serve: set {LOCAL_FILES_ROOT_VARIABLE} one folder higher (for the server and "
+            f"here); {UPLOAD_HINT}."
         )
     _ensure_local_storage(client, project_id, folder)
     _check_served(client, urls[0], specs[0].filepath)
@@ -599,6 +614,25 @@ def _set_model_version(client: LabelStudio, project: Any, specs: Sequence[TaskSp
     )
 
 
+@dataclass(frozen=True)
+class PushResult:
+    """What :func:`push_round_tasks` did.
+
+    Attributes:
+        task_ids: sample id -> task id, for every sample given.
+        pushed: tasks created now (the others were already in the project).
+        with_prediction: of the samples given, those whose task carries a pre-annotation.
+        media: how the new tasks' images reach Label Studio (``local-files`` or ``upload``).
+        note: why the media differs from the one asked for, or ``""``.
+    """
+
+    task_ids: dict[str, int]
+    pushed: int = 0
+    with_prediction: int = 0
+    media: str = ""
+    note: str = ""
+
+
 def push_tasks(
     client: LabelStudio,
     project_id: int,
@@ -607,32 +641,43 @@ def push_tasks(
     media: str = "auto",
     document_root: str | None = None,
 ) -> dict[str, int]:
-    """Create a task for every sample not yet in the project, in ONE bulk import, with the prediction shown.
+    """:func:`push_round_tasks`, returning only sample id -> task id."""
+    return push_round_tasks(client, project_id, samples, media=media, document_root=document_root).task_ids
 
-    Idempotent: samples whose id is already in a task of the project keep that task and are not pushed again.
+
+def push_round_tasks(
+    client: LabelStudio,
+    project_id: int,
+    samples: Sequence[TaskSpec],
+    *,
+    media: str = "auto",
+    document_root: str | None = None,
+) -> PushResult:
+    """Create a task for every sample not yet in the project for its round, in ONE bulk import, with its prediction.
+
+    Idempotent: a sample that already has a task of the same round keeps it and is not pushed again.
 
     Args:
         client: a connected client.
         project_id: from :func:`ensure_project`.
-        samples: the samples to label; the prediction (label, score, model version) becomes the pre-annotation.
-        media: ``"local-files"``, ``"upload"`` or ``"auto"`` (see the module's docstring).
+        samples: the samples to label; the prediction (label, score, model version) becomes the pre-annotation and
+            the note is shown above the image.
+        media: ``"local-files"``, ``"upload"`` or ``"auto"`` (see the module's docstring). With ``auto``, a local
+            server that does not serve local files gets the images uploaded instead, and the result says so.
         document_root: Label Studio's ``LOCAL_FILES_DOCUMENT_ROOT`` for local files; defaults to the
             ``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT`` variable here, else ``/`` (the server's default).
-
-    Returns:
-        Sample id -> task id, for every sample given.
 
     Raises:
         DataError: a predicted class that the project does not offer, a missing image, an image outside the
             local-files document root.
         LabelStudioError: the project was deleted, the images cannot be served, or the server fails.
     """
-    media = resolve_media(client, media)
+    resolved = resolve_media(client, media)
     project = _get_project(client, project_id)
     config = parse_labeling_config(project.label_config or "")
-    unique: dict[str, TaskSpec] = {}
+    unique: dict[tuple[str, int], TaskSpec] = {}
     for spec in samples:
-        unique.setdefault(spec.sample_id, spec)
+        unique.setdefault((spec.sample_id, int(spec.round_index)), spec)
     specs = list(unique.values())
     offered = set(config.classes)
     unknown = sorted({s.predicted_label for s in specs if s.predicted_label is not None} - offered)
@@ -642,11 +687,20 @@ def push_tasks(
             "pushed. The model and the project must use the dataset's class list."
         )
     task_ids = existing_tasks(client, project_id)
-    new = [spec for spec in specs if spec.sample_id not in task_ids]
+    new = [spec for spec in specs if (spec.sample_id, int(spec.round_index)) not in task_ids]
+    note = ""
     if new:
-        if media == "local-files":
-            urls = _local_files_urls(client, project_id, new, document_root)
-        else:
+        urls: list[str] = []
+        if resolved == "local-files":
+            try:
+                urls = _local_files_urls(client, project_id, new, document_root)
+            except (LocalFilesNotServedError, DataError) as error:  # not served, or not below its root
+                if media != "auto":
+                    raise
+                resolved = "upload"
+                note = f"the images were uploaded: {error}"
+                logger.warning("Label Studio does not serve local files; uploading the images instead")
+        if resolved == "upload":
             urls = _uploaded_urls(client, project_id, new)
         payload = [task_payload(spec, url, config) for spec, url in zip(new, urls)]
         response = _call(
@@ -659,11 +713,16 @@ def push_tasks(
                 f"Label Studio imported {len(created)} of {len(new)} tasks into project {project_id}: push again "
                 "(samples already there are skipped) and look at the server's log."
             )
-        task_ids.update({spec.sample_id: int(task_id) for spec, task_id in zip(new, created)})
+        task_ids.update({(spec.sample_id, int(spec.round_index)): int(task_id)
+                         for spec, task_id in zip(new, created)})
         _set_model_version(client, project, new)
         logger.info("Pushed %d tasks to Label Studio project %s (%d already there)", len(new), project_id,
                     len(specs) - len(new))
-    return {spec.sample_id: task_ids[spec.sample_id] for spec in specs}
+    return PushResult(
+        task_ids={spec.sample_id: task_ids[(spec.sample_id, int(spec.round_index))] for spec in specs},
+        pushed=len(new), with_prediction=sum(spec.predicted_label is not None for spec in specs), media=resolved,
+        note=note,
+    )
 
 
 # ------------------------------------------------------------------------------------------ annotations
@@ -772,6 +831,7 @@ class CompletedTasks(Sequence[CompletedTask]):
         skipped_tasks: tasks whose annotations are all cancelled.
         unresolved_tasks: tasks with submitted annotations, none of them valid.
         foreign_tasks: annotated tasks without a sample id (not made by ``push_tasks``).
+        skipped_task_ids: the ids of the skipped tasks.
     """
 
     tasks: tuple[CompletedTask, ...] = ()
@@ -780,6 +840,7 @@ class CompletedTasks(Sequence[CompletedTask]):
     skipped_tasks: int = 0
     unresolved_tasks: int = 0
     foreign_tasks: int = 0
+    skipped_task_ids: tuple[int, ...] = ()
 
     def __getitem__(self, index):  # type: ignore[override]
         return self.tasks[index]
@@ -929,7 +990,8 @@ def fetch_completed(client: LabelStudio, project_id: int) -> CompletedTasks:
     emails = _annotator_emails(client) if tasks else {}
     completed: list[CompletedTask] = []
     invalid: list[InvalidAnnotation] = []
-    cancelled_total = skipped = unresolved = foreign = 0
+    cancelled_total = unresolved = foreign = 0
+    skipped: list[int] = []
     for raw in sorted(tasks, key=lambda t: int(t["id"])):
         resolved, task_invalid, cancelled = resolve_task(raw, config, emails)
         invalid.extend(task_invalid)
@@ -941,8 +1003,9 @@ def fetch_completed(client: LabelStudio, project_id: int) -> CompletedTasks:
         elif task_invalid:
             unresolved += 1
         elif cancelled:
-            skipped += 1
-    return CompletedTasks(tuple(completed), tuple(invalid), cancelled_total, skipped, unresolved, foreign)
+            skipped.append(int(raw["id"]))
+    return CompletedTasks(tuple(completed), tuple(invalid), cancelled_total, len(skipped), unresolved, foreign,
+                          tuple(skipped))
 
 
 # ------------------------------------------------------------------------------------------ ingestion
@@ -1048,8 +1111,8 @@ def ingest(
     if cancelled is None:
         cancelled = sum(task.cancelled for task in completed)
     by_sample: dict[str, CompletedTask] = {}
-    for task in sorted(completed, key=lambda t: t.task_id):
-        by_sample.setdefault(task.sample_id, task)  # two tasks of one sample: the older one counts
+    for task in sorted(completed, key=lambda t: t.task_id, reverse=True):
+        by_sample.setdefault(task.sample_id, task)  # a sample pushed again (review, skip): its newest task counts
     schema = dataset.get_field_schema()
     ids = [sample_id for sample_id in by_sample if ObjectId.is_valid(sample_id)]
     view = dataset.select(ids)

@@ -190,12 +190,15 @@ def compute_model_outputs(
                "labeled samples")
     if tta_px or recipe.flip:
         how += f", {tta_description(tta_px, recipe.flip)}"
+    step(0.95, f"embedding {len(images)} images with the final model")
     embeddings = final.embed(images)
     ckpt = checkpoint_dir(dataset) / f"{run_key}.pt"
     sha = final.save(ckpt)
 
+    step(0.97, f"writing probabilities, predictions and embeddings of {len(arrays.sample_ids)} samples")
     write_predictions(dataset, arrays.sample_ids, probs, arrays.classes, embeddings)
     if arrays.num_unlabeled:
+        step(0.98, f"embedding the {arrays.num_unlabeled} unlabeled samples")
         # Unlabeled samples get no out-of-sample probabilities (there is no label to hold out) but do get
         # embeddings, so near-duplicate and outlier checks cover the whole view.
         unlabeled = view.exclude(arrays.sample_ids)
@@ -204,6 +207,7 @@ def compute_model_outputs(
                                                                                   image_cache_dir(dataset)))})
     test_accuracy, num_test = None, 0
     if test_view is not None and len(test_view):
+        step(0.99, f"evaluating on the {len(test_view)} test samples")
         test_accuracy, num_test = evaluate(final, test_view, label_field, arrays.classes, tta_px=tta_px)
     step(1.0, "done")
     oos_accuracy = float((probs.argmax(1) == arrays.labels).mean())

@@ -5,7 +5,8 @@ from __future__ import annotations
 from curation_app.active_learning_panel import ActiveLearningPanel, IngestAnnotations, RunRound
 from curation_app.bias_panel import BiasPanel, ComputeBias
 from curation_app.drift_panel import ComputeDrift, DriftPanel
-from curation_app.label_issues import AcceptSuggestedLabels, FindLabelIssues, LabelIssuesPanel, SendToReview
+from curation_app.label_issues import (AcceptSuggestedLabels, FindLabelIssues, LabelIssuesPanel, SendToReview,
+                                       UndoLabelChange)
 from curation_app.model_ops import ComputeModelOutputs, RunCheck
 from curation_app.overview_panel import CurationOverviewPanel
 
@@ -14,6 +15,7 @@ OPERATORS = (
     RunCheck,
     FindLabelIssues,
     AcceptSuggestedLabels,
+    UndoLabelChange,
     SendToReview,
     RunRound,
     IngestAnnotations,

@@ -6,22 +6,42 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from active_learning.errors import CurationError
-from active_learning.loop import LOOP_RUN_KEY, list_rounds, load_config, run_round
-from active_learning.ls_bridge import PROVENANCE_FIELD
+from active_learning.loop import LOOP_RUN_KEY, ingest_current_round, list_rounds, load_config, round_progress, run_round
+from active_learning.progress import with_eta
 from curation_app.common import RebuildingPanel, reported, show_error
 
 PLUGIN = "@curation/fiftyone-curation"
 
 
+def _secrets(ctx) -> dict | None:
+    return {k: ctx.secrets.get(k) for k in ("LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY")} if ctx.secrets else None
+
+
 def _client(ctx):
     from active_learning.label_studio import connect, resolve_settings
 
-    secrets = {k: ctx.secrets.get(k) for k in ("LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY")} if ctx.secrets else None
-    return connect(resolve_settings(secrets=secrets))
+    return connect(resolve_settings(secrets=_secrets(ctx)))
 
 
-def active_learning_data(dataset) -> dict | None:
-    """The learning curve per strategy and the rounds' state, rebuilt from the ``al_*`` runs; None without a loop."""
+def label_studio_url(secrets: dict | None = None) -> str:
+    """Where people open Label Studio (the configured URL; no key needed, nothing is contacted)."""
+    import os
+
+    from active_learning.label_studio import DEFAULT_URL, URL_VARIABLE, normalize_url
+
+    url = os.environ.get(URL_VARIABLE) or (secrets or {}).get(URL_VARIABLE) or DEFAULT_URL
+    try:
+        return normalize_url(url)
+    except CurationError:
+        return DEFAULT_URL
+
+
+def active_learning_data(dataset, ls_url: str | None = None) -> dict | None:
+    """The learning curve per strategy and the rounds' state, rebuilt from the ``al_*`` runs; None without a loop.
+
+    Each round's pushed, annotated, skipped and pre-annotated tasks come from its record (updated at every look at
+    Label Studio: a round, an ingest); its ingested labels are counted in the database now.
+    """
     if LOOP_RUN_KEY not in dataset.list_runs():
         return None
     config, project_id = load_config(dataset)
@@ -34,28 +54,29 @@ def active_learning_data(dataset) -> dict | None:
             curve["y"].append(round(state.accuracy, 4))
     traces = [{"type": "scatter", "mode": "lines+markers", "name": name, "x": c["x"], "y": c["y"]}
               for name, c in curves.items()]
-    # Ingested labels per round, from the samples' provenance: also counts what the ingest operator brought in
-    # while the round waits for its annotators.
-    ingested = (dataset.count_values(f"{PROVENANCE_FIELD}.round")
-                if PROVENANCE_FIELD in dataset.get_field_schema() else {})
-    table = [{"round": s.index, "strategy": s.strategy, "step": s.step, "selected": len(s.selected) + len(s.review),
-              "ingested": f"{ingested.get(s.index, 0)}/{len(s.task_ids)}", "labels": s.num_labeled,
-              "accuracy": "" if s.accuracy is None else f"{s.accuracy:.4f}"} for s in rounds]
+    table = []
+    for state in rounds:
+        figures = round_progress(dataset, state)
+        table.append({"round": state.index, "strategy": state.strategy, "step": state.step,
+                      "pushed": figures.pushed, "pre_annotated": figures.with_prediction,
+                      "annotated": figures.annotated, "skipped": figures.skipped, "ingested": figures.ingested,
+                      "labels": state.num_labeled if state.step == "done" else "",
+                      "accuracy": "" if state.accuracy is None else f"{state.accuracy:.4f}"})
     current = rounds[-1] if rounds else None
+    url = ls_url or label_studio_url()
     return {"traces": traces, "rounds": table, "project_id": project_id, "strategy": config.strategy,
             "batch_size": config.batch_size, "current_step": current.step if current else "not started",
-            "current_round": current.index if current else None}
+            "current_round": current.index if current else None,
+            "current": table[-1] if table else None,
+            "project_url": f"{url}/projects/{project_id}/data" if project_id is not None else None}
 
 
 def ingest_now(ctx):
     """Ingest the finished annotations of the current round (idempotent) and say so in the App."""
-    from active_learning.loop import current_round
-    from active_learning.ls_bridge import fetch_completed, ingest
-
-    config, project_id = load_config(ctx.dataset)
-    report = ingest(ctx.dataset, fetch_completed(_client(ctx), project_id), config.label_field,
-                    current_round(ctx.dataset).index, project_id)
-    ctx.ops.notify(f"Ingested {report.new} new annotations ({report.unchanged} already in).", variant="success")
+    report = ingest_current_round(ctx.dataset, _client(ctx))
+    skipped = f", {report.skipped_tasks} tasks skipped" if report.skipped_tasks else ""
+    ctx.ops.notify(f"Ingested {report.new} new annotations ({report.unchanged} already in{skipped}).",
+                   variant="success")
     return report
 
 
@@ -79,8 +100,9 @@ class RunRound(foo.Operator):
 
     def execute(self, ctx):
         def work() -> dict:
+            progress = with_eta(lambda fraction, message: ctx.set_progress(progress=fraction, label=message))
             state = run_round(ctx.dataset, _client(ctx), simulate_field=ctx.params.get("simulate_annotator") or None,
-                              progress=lambda message: ctx.set_progress(label=message))
+                              progress=progress)
             return {"round": state.index, "step": state.step, "accuracy": state.accuracy}
 
         return reported(ctx, work)
@@ -111,7 +133,8 @@ class ActiveLearningPanel(RebuildingPanel):
 
     def _refresh(self, ctx):
         try:
-            data = active_learning_data(ctx.dataset) if ctx.dataset is not None else None
+            data = (active_learning_data(ctx.dataset, label_studio_url(_secrets(ctx)))
+                    if ctx.dataset is not None else None)
         except CurationError as exc:
             ctx.ops.notify(str(exc), variant="error")
             data = None
@@ -144,9 +167,15 @@ class ActiveLearningPanel(RebuildingPanel):
             panel.btn("refresh", label="Refresh", on_click=self.on_refresh)
             return types.Property(panel, view=types.GridView(orientation="vertical", height=100, width=100))
         header = ctx.panel.get_state("header", {})
-        panel.md(f"**Strategy** {header.get('strategy')} · **batch** {header.get('batch_size')} · "
-                 f"**Label Studio project** {header.get('project_id')} · **current round** "
-                 f"{header.get('current_round')}: {header.get('current_step')}", name="header_md")
+        project = (f"[Label Studio project {header.get('project_id')}]({header['project_url']})"
+                   if header.get("project_url") else f"Label Studio project {header.get('project_id')}")
+        panel.md(f"**Strategy** {header.get('strategy')} · **batch** {header.get('batch_size')} · {project} · "
+                 f"**current round** {header.get('current_round')}: {header.get('current_step')}", name="header_md")
+        current = header.get("current")
+        if current and current.get("pushed"):
+            panel.md(f"**Round {current['round']} annotation:** {current['annotated']} annotated, "
+                     f"{current['skipped']} skipped, {current['ingested']} ingested of {current['pushed']} pushed "
+                     f"({current['pre_annotated']} pre-annotated)", name="progress_md")
         buttons = panel.h_stack("buttons", align_x="left", gap=2)
         buttons.btn("run", label="Run / resume round", on_click=self.run_round)
         buttons.btn("ingest", label="Ingest annotations now", on_click=self.ingest)
@@ -157,7 +186,8 @@ class ActiveLearningPanel(RebuildingPanel):
                                     "yaxis": {"title": {"text": "accuracy"}, "range": [0, 1]}},
                    config={"displayModeBar": False})
         table = types.TableView()
-        for key in ("round", "strategy", "step", "selected", "ingested", "labels", "accuracy"):
-            table.add_column(key, label=key.capitalize())
+        for key in ("round", "strategy", "step", "pushed", "pre_annotated", "annotated", "skipped", "ingested",
+                    "labels", "accuracy"):
+            table.add_column(key, label=key.replace("_", "-").capitalize())
         panel.list("rounds", types.Object(), view=table)
         return types.Property(panel, view=types.GridView(orientation="vertical", height=100, width=100))

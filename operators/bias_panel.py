@@ -13,9 +13,12 @@ import fiftyone.operators.types as types
 from active_learning.trust import model_trust
 from curation_app.common import (ReportPanel, label_field_input, reported, show_error, target_view,
                                  validate_label_field)
+from curation_checks.bias_report import points_vs_rest
 
 MAX_CHART_SLICES = 12
 MAX_TABLE_ROWS = 25
+TICK_LINE_CHARS = 34  # a tick label line longer than this is cut (the full label is in the hover)
+ROW_PX = 46  # height of one slice's row in the interval chart: room for a two-line label
 
 
 def _pct(value) -> str:
@@ -28,25 +31,47 @@ def _slice_row(stat: dict) -> dict:
         "size": stat["size"],
         "accuracy": _pct(stat["accuracy"]),
         "ci": f"{_pct(stat['ci_low'])} – {_pct(stat['ci_high'])}",
-        "gap": "" if stat["gap"] is None else f"{100 * stat['gap']:+.1f} pts",
+        "vs_rest": "" if stat["accuracy"] is None else points_vs_rest(stat["accuracy"], stat["rest_accuracy"]),
         "p_adjusted": "" if stat["p_adjusted"] is None else f"{stat['p_adjusted']:.2g}",
         "significant": "yes" if stat["significant"] else "",
         "composition": ", ".join(f"{c} {100 * s:.0f}%" for c, s in stat.get("composition", [])[:3]),
     }
 
 
-def _interval_trace(stats: list[dict], name: str) -> dict:
-    """Accuracy of each slice with its Wilson interval as horizontal error bars, worst at the top."""
+def _cut(text: str, limit: int = TICK_LINE_CHARS) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def tick_label(label: str) -> str:
+    """A slice label as a tick: a crossed slice on two lines (one per part), each line cut to fit."""
+    return "<br>".join(_cut(part) + (" &" if i < len(parts) - 1 else "")
+                       for parts in [label.split(" & ")] for i, part in enumerate(parts))
+
+
+def _interval_trace(stats: list[dict], name: str, start: int) -> dict:
+    """Accuracy of each slice with its Wilson interval as horizontal error bars, worst at the top.
+
+    Rows sit at y = start, start + 1, ... (bottom to top); the axis's ticks name them (``interval_axis``).
+    """
     shown = list(reversed(stats[:MAX_CHART_SLICES]))
     return {
         "type": "scatter", "mode": "markers", "name": name, "orientation": "h",
-        "x": [s["accuracy"] for s in shown], "y": [s["label"] for s in shown],
-        "error_x": {"type": "data", "symmetric": False,
+        "x": [s["accuracy"] for s in shown], "y": list(range(start, start + len(shown))),
+        "customdata": [[s["label"], s["size"], points_vs_rest(s["accuracy"], s["rest_accuracy"])] for s in shown],
+        "error_x": {"type": "data", "symmetric": False, "color": "#a0a0a0", "thickness": 2, "width": 5,
                     "array": [s["ci_high"] - s["accuracy"] for s in shown],
                     "arrayminus": [s["accuracy"] - s["ci_low"] for s in shown]},
         "marker": {"size": 9, "color": ["#d62728" if s["significant"] else "#1f77b4" for s in shown]},
-        "hovertemplate": "%{y}: %{x:.3f}<extra></extra>",
+        "hovertemplate": "%{customdata[0]}<br>accuracy %{x:.3f} (n=%{customdata[1]}), %{customdata[2]} vs rest"
+                         "<extra></extra>",
     }
+
+
+def interval_axis(traces: list[dict]) -> dict:
+    """Every row's tick, bottom to top, and the chart height that gives each row room for its label."""
+    labels = [row[0] for trace in traces for row in trace["customdata"]]
+    return {"tickvals": list(range(len(labels))), "ticktext": [tick_label(label) for label in labels],
+            "labels": labels, "height": 170 + ROW_PX * max(len(labels), 1)}
 
 
 def bias_panel_data(dataset) -> dict | None:
@@ -69,9 +94,10 @@ def bias_panel_data(dataset) -> dict | None:
                             "y": [reference["expected_counts"][c] for c in classes], "marker": {"color": "#aaaaaa"}})
     f1_traces = [{"type": "bar", "name": name, "x": classes, "y": [row[key] for row in per_class]}
                  for key, name in (("precision", "precision"), ("recall", "recall"), ("f1", "F1"))]
-    interval_traces = [_interval_trace(slices, "slices")]
+    # bottom to top: groups, then slices, each worst at its top, so the worst slice heads the chart
+    interval_traces = [_interval_trace(slices, "slices", min(len(groups), MAX_CHART_SLICES))]
     if groups:
-        interval_traces.append({**_interval_trace(groups, "embedding groups"),
+        interval_traces.append({**_interval_trace(groups, "embedding groups", 0),
                                 "marker": {"size": 9, "symbol": "diamond",
                                            "color": ["#d62728" if g["significant"] else "#2ca02c"
                                                      for g in reversed(groups[:MAX_CHART_SLICES])]}})
@@ -95,8 +121,7 @@ def bias_panel_data(dataset) -> dict | None:
         "f1": f1_traces,
         "intervals": interval_traces,
         "overall_accuracy": metrics["accuracy"],
-        # bottom to top: groups, then slices, each worst at its top, so the worst slice heads the chart
-        "interval_order": [t for trace in reversed(interval_traces) for t in trace["y"]],
+        "interval_axis": interval_axis(sorted(interval_traces, key=lambda t: t["y"][0] if t["y"] else 0)),
         "confusion": confusion,
         "slices": [_slice_row(s) for s in slices[:MAX_TABLE_ROWS]],
         "slice_specs": slices[:MAX_TABLE_ROWS],
@@ -153,7 +178,7 @@ class ComputeBias(foo.Operator):
 class BiasPanel(ReportPanel):
     """Class distribution, per-class F1, worst slices with intervals, confusion; rows set the App's view."""
 
-    STATE = {k: k for k in ("summary", "overall_accuracy", "interval_order", "slice_specs", "group_specs")}
+    STATE = {k: k for k in ("summary", "overall_accuracy", "interval_axis", "slice_specs", "group_specs")}
     DATA = {k: k for k in ("distribution", "f1", "intervals", "confusion", "slices", "groups")}
 
     @property
@@ -219,15 +244,18 @@ class BiasPanel(ReportPanel):
                                  "yaxis": {"range": [0, 1]}},
                    config={"displayModeBar": False})
         overall = ctx.panel.get_state("overall_accuracy", 0) or 0
+        axis = ctx.panel.get_state("interval_axis") or {"tickvals": [], "ticktext": [], "height": 420}
         panel.plot("intervals", layout={
             "title": {"text": "Worst slices and groups: accuracy, 95% CI"},
-            "height": 420, "margin": {"t": 56, "l": 220, "r": 16, "b": 48},
+            "height": axis["height"], "margin": {"t": 72, "l": 16, "r": 16, "b": 64},
             "xaxis": {"title": {"text": "accuracy (dashed: overall; red: significantly worse)"}, "range": [0, 1.02]},
-            "yaxis": {"type": "category", "categoryorder": "array",
-                      "categoryarray": ctx.panel.get_state("interval_order", [])},
+            "yaxis": {"tickmode": "array", "tickvals": axis["tickvals"], "ticktext": axis["ticktext"],
+                      "automargin": True, "range": [-0.6, len(axis["tickvals"]) - 0.4], "zeroline": False,
+                      "tickfont": {"size": 12}},
             "shapes": [{"type": "line", "x0": overall, "x1": overall, "yref": "paper", "y0": 0, "y1": 1,
                         "line": {"dash": "dash", "color": "#555"}}],
-            "showlegend": True, "legend": {"orientation": "h", "y": -0.18}}, config={"displayModeBar": False})
+            "showlegend": True, "legend": {"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 0}},
+            config={"displayModeBar": False})
         panel.plot("confusion", layout={"title": {"text": "Confusion matrix (given × predicted)"}, "height": 380,
                                         "margin": margin, "xaxis": {"title": {"text": "predicted"}, "type": "category"},
                                         "yaxis": {"title": {"text": "given"}, "type": "category",
@@ -237,7 +265,7 @@ class BiasPanel(ReportPanel):
                                      ("groups", "Embedding groups, worst first", self.show_group)):
             table = types.TableView()
             for column, title in (("slice", "Slice"), ("size", "Size"), ("accuracy", "Accuracy"),
-                                  ("ci", "95% CI"), ("gap", "vs rest"), ("p_adjusted", "p (Holm)"),
+                                  ("ci", "95% CI"), ("vs_rest", "Accuracy vs rest"), ("p_adjusted", "p (Holm)"),
                                   ("significant", "Worse")):
                 table.add_column(column, label=title)
             if key == "groups":

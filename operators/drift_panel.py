@@ -18,6 +18,7 @@ from curation_app.common import ReportPanel, reported, show_error
 
 MOST_DRIFTED = 100
 HISTOGRAM_BINS = 40
+PRIOR_ROW_PX = 44  # height of one batch's row of the prior-change heatmap
 
 
 def _score_histograms(dataset, batches: list[str], threshold: float) -> list[dict]:
@@ -41,9 +42,45 @@ def _score_histograms(dataset, batches: list[str], threshold: float) -> list[dic
     return traces
 
 
+def _prior_cell(batch, k: int, reference: float) -> tuple[float | None, str, str]:
+    """Colour, text and hover of one heatmap cell: the colour shows only a significant change."""
+    if batch.estimated_prior is None:
+        return None, "", "no estimate"
+    estimate = batch.estimated_prior[k]
+    change = estimate - reference
+    tested = batch.prior_change_significant is not None
+    significant = tested and batch.prior_change_significant[k]
+    hover = f"{reference:.2f} → {estimate:.2f} ({change:+.3f})"
+    if tested:
+        hover += (f"; chance ±{batch.prior_change_margin[k]:.2f}: "
+                  + ("significant" if significant else "not significant"))
+    return (change if significant or not tested else 0.0), f"{change:+.2f}" + ("*" if significant else ""), hover
+
+
+def prior_heatmap(report) -> list[dict]:
+    """The estimated change of each class's prior per batch; cells are coloured only where it is significant."""
+    if report.reference_prior is None or all(b.estimated_prior is None for b in report.batches):
+        return []
+    cells = [[_prior_cell(b, k, r) for k, r in enumerate(report.reference_prior)] for b in report.batches]
+    colours = [[c[0] for c in row] for row in cells]
+    largest = max([abs(v) for row in colours for v in row if v is not None] + [0.05])
+    return [{"type": "heatmap", "z": colours, "x": report.classes, "y": [b.name for b in report.batches],
+             "text": [[c[1] for c in row] for row in cells], "customdata": [[c[2] for c in row] for row in cells],
+             "texttemplate": "%{text}", "textfont": {"size": 13}, "colorscale": "RdBu", "zmid": 0,
+             "zmin": -largest, "zmax": largest, "xgap": 2, "ygap": 2,
+             "colorbar": {"title": {"text": "change"}, "tickformat": "+.2f"},
+             "hovertemplate": "batch %{y}, %{x}: %{customdata}<extra></extra>"}]
+
+
+def prior_height(num_batches: int) -> int:
+    """Room for one readable row of cells per batch."""
+    return 150 + PRIOR_ROW_PX * max(num_batches, 1)
+
+
 def drift_panel_data(dataset) -> dict | None:
     """What the panel shows, from the ``drift`` run and fields; None before any run."""
     from curation_checks.drift_report import RUN_KEY, load_drift_report
+    from curation_checks.label_shift import describe_headline
 
     if RUN_KEY not in dataset.list_runs():
         return None
@@ -59,21 +96,11 @@ def drift_panel_data(dataset) -> dict | None:
     ]
     ood_traces = [{"type": "bar", "name": "OOD share", "x": names, "y": [b.fraction_ood for b in report.batches],
                    "marker": {"color": ["#d62728" if b.drifted else "#1f77b4" for b in report.batches]}}]
-    prior_traces = []
-    if report.reference_prior is not None and any(b.estimated_prior is not None for b in report.batches):
-        rows = [[(e - r) if e is not None else None for e, r in zip(b.estimated_prior or [None] * len(report.classes),
-                                                                    report.reference_prior)]
-                for b in report.batches]
-        prior_traces = [{"type": "heatmap", "z": rows, "x": report.classes, "y": names, "colorscale": "RdBu",
-                         "zmid": 0, "texttemplate": "%{z:+.2f}",
-                         "hovertemplate": "%{y}, %{x}: %{z:+.3f}<extra></extra>"}]
     batches = [{
         "batch": b.name, "samples": b.num_samples, "mmd_p": f"{b.mmd_p_value:.3g}",
         "ks_min_p": f"{b.ks_min_p_value:.2g}", "verdict": "DRIFT" if b.drifted else "ok",
         "ood": f"{100 * b.fraction_ood:.1f}%",
-        "prior": ("" if b.largest_prior_change is None else
-                  f"{b.largest_prior_change['class']} {b.largest_prior_change['reference']:.2f} → "
-                  f"{b.largest_prior_change['estimate']:.2f}"),
+        "prior": describe_headline(b.largest_prior_change, b.label_shift_note, arrow="→"),
     } for b in report.batches]
     return {
         "summary": {"reference": report.reference_spec, "num_reference": report.num_reference,
@@ -82,7 +109,7 @@ def drift_panel_data(dataset) -> dict | None:
                     "ood_quantile": report.ood_quantile, "ood_metric": report.ood_metric,
                     "trained_on": report.num_reference_trained_on, "model_trust": _model_trust(dataset)},
         "pvalues": p_traces, "half_alpha": half, "expected_ood": 1 - report.ood_quantile,
-        "ood": ood_traces, "prior": prior_traces,
+        "ood": ood_traces, "prior": prior_heatmap(report), "prior_height": prior_height(len(names)),
         "scores": _score_histograms(dataset, names, report.ood_threshold), "threshold": report.ood_threshold,
         "batches": batches, "batch_names": names,
     }
@@ -153,7 +180,7 @@ class ComputeDrift(foo.Operator):
 class DriftPanel(ReportPanel):
     """p-values per batch, OOD share, prior change, OOD score distribution; rows show the most drifted samples."""
 
-    STATE = {k: k for k in ("summary", "half_alpha", "expected_ood", "threshold", "batch_names")}
+    STATE = {k: k for k in ("summary", "half_alpha", "expected_ood", "threshold", "batch_names", "prior_height")}
     DATA = {k: k for k in ("pvalues", "ood", "prior", "scores", "batches")}
 
     @property
@@ -232,9 +259,12 @@ class DriftPanel(ReportPanel):
             "yaxis": {"title": {"text": "samples"}},
             "shapes": [{"type": "line", "yref": "paper", "y0": 0, "y1": 1, "x0": threshold, "x1": threshold,
                         "line": {"dash": "dash", "color": "#d62728"}}]}, config={"displayModeBar": False})
-        panel.plot("prior", layout={"title": {"text": "Class-prior change per batch (BBSE)"},
-                                    "height": 320, "margin": margin, "xaxis": {"type": "category"},
-                                    "yaxis": {"type": "category"}}, config={"displayModeBar": False})
+        panel.plot("prior", layout={
+            "title": {"text": "Class-prior change per batch (BBSE; colour and * only beyond chance)"},
+            "height": ctx.panel.get_state("prior_height", 320), "margin": {**margin, "b": 80},
+            "xaxis": {"type": "category", "automargin": True, "tickangle": -30, "title": {"text": "class"}},
+            "yaxis": {"type": "category", "automargin": True, "autorange": "reversed", "title": {"text": "batch"}}},
+            config={"displayModeBar": False})
         table = types.TableView()
         for column, title in (("batch", "Batch"), ("samples", "Samples"), ("mmd_p", "MMD p"),
                               ("ks_min_p", "KS min p"), ("verdict", "Verdict"), ("ood", "OOD"),

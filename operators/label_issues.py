@@ -8,8 +8,9 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from active_learning.errors import CurationError
-from active_learning.label_history import queue_for_review, review_queue, set_labels
+from active_learning.label_history import UndoResult, queue_for_review, review_queue, set_labels, undo_last_change
 from active_learning.predictions import DEFAULT_RUN_KEY
+from active_learning.progress import with_eta
 from active_learning.runs import load_run
 from active_learning.trust import MIN_SUGGESTION_CONFIDENCE, TrustVerdict
 from curation_app.common import (
@@ -27,10 +28,11 @@ from curation_app.common import (
     validate_label_field,
 )
 from curation_checks.label_errors import RANK_METHODS
-from curation_checks.pipelines import find_label_issues, worst_suspects
+from curation_checks.pipelines import find_label_issues, label_issues_scope, worst_suspects
 
 ISSUE_TAG = "label_issue"
 REVIEW_REASON = "suspected label error"
+ACCEPT_SOURCE = "label_issues_panel"  # the ``source`` of accepted suggestions in ``label_history``
 
 
 def label_issues_data(dataset, label_field: str = "ground_truth", top: int = 50) -> dict | None:
@@ -90,7 +92,7 @@ def accept_suggestions(dataset, sample_ids: list[str], label_field: str, user: s
                             f"less than {min_confidence:.0%} probability, too unsure to relabel with one click. "
                             "Send the samples to review instead, or relabel them by hand.")
     changed = set_labels(dataset, sure, label_field, why="accepted the suggested label (cleanlab)",
-                         source="label_issues_panel", user=user)
+                         source=ACCEPT_SOURCE, user=user)
     return changed, refused
 
 
@@ -100,6 +102,32 @@ def _accepted_message(changed: int, refused: int) -> str:
         message += (f" Refused {refused} suggestion(s) below {MIN_SUGGESTION_CONFIDENCE:.0%} confidence: send them "
                     "to review.")
     return message
+
+
+def undo_message(result: UndoResult) -> str:
+    """What an undo of the last accepted change did, in words, or that there was nothing to undo."""
+    left = (f" {result.skipped} of its samples were relabeled since and keep their label." if result.skipped
+            else "")
+    if not result.num_reverted:
+        return "Nothing to undo: no accepted suggestion is left to revert." + left
+    change = result.change or {}
+    when = str(change.get("when") or "")[:16].replace("T", " ")
+    by = f" by {change['who']}" if change.get("who") else ""
+    return (f"Undid the last accepted change ({when} UTC{by}): {result.describe()}. Both labels stay in "
+            f"label_history.{left}")
+
+
+def _undo_last_accepted(ctx, label_field: str) -> UndoResult | None:
+    """Revert the last accepted change and say what it reverted; None (with the error shown) when it cannot."""
+    try:
+        result = undo_last_change(ctx.dataset, label_field=label_field, user=_user(ctx), source=ACCEPT_SOURCE)
+    except CurationError as exc:
+        ctx.ops.notify(str(exc), variant="error")
+        return None
+    ctx.ops.notify(undo_message(result), variant="success" if result.num_reverted else "info")
+    if result.num_reverted:
+        ctx.ops.reload_dataset()
+    return result
 
 
 def _has_selection(ctx) -> bool:
@@ -129,6 +157,7 @@ class FindLabelIssues(foo.Operator):
         if label_field is None:
             return types.Property(inputs)
         fit_tag_input(ctx, inputs)
+        _scope_inputs(ctx, inputs)
         model_settings_inputs(ctx, inputs, several_seeds=True)
         own_model_inputs(ctx, inputs)
         inputs.enum("rank_method", list(RANK_METHODS), default="self_confidence", label="Rank suspects by",
@@ -144,23 +173,46 @@ class FindLabelIssues(foo.Operator):
         def work() -> dict:
             # A setting missing from the params (a script that names only some) reuses the stored probabilities'.
             seeds = [int(s) for s in str(params.get("seeds") or "").split(",") if s.strip()] or None
-            view = target_view(ctx)
+            fit_view = fit_view_of(ctx)
+            scope = label_issues_scope(target_view(ctx), all_samples=bool(params.get("all_samples")),
+                                       fit_view=fit_view)
+            view = scope.view
             label_field = params.get("label_field", "ground_truth")
             rank_method = str(params.get("rank_method") or "self_confidence")
-            progress = lambda fraction, message: ctx.set_progress(progress=fraction, label=message)  # noqa: E731
+            progress = with_eta(lambda fraction, message: ctx.set_progress(progress=fraction, label=message))
+            announce = lambda message: ctx.set_progress(progress=0.0, label=message)  # noqa: E731
+            progress(0.0, f"scoring {scope.description}")
             if own_model_outputs(view, params) is not None:  # the user's embeddings or predictions: use them as is
-                report = find_label_issues(view, label_field=label_field, rank_method=rank_method, progress=progress)
+                report = find_label_issues(view, label_field=label_field, rank_method=rank_method, progress=progress,
+                                           announce=announce)
             else:
                 report = find_label_issues(
                     view, label_field=label_field, folds=_int_or_none(params.get("folds")), seeds=seeds,
                     recipe=recipe_from_params(view, params), recompute=bool(params.get("recompute", False)),
                     tta_px=_int_or_none(params.get("tta_px")), rank_method=rank_method, progress=progress,
-                    fit_view=fit_view_of(ctx),
+                    fit_view=fit_view, announce=announce,
                 )
             summary = report.results["label_errors"].summary
-            return {"num_scored": summary["num_scored"], "num_issues": summary["num_issues"]}
+            return {"num_scored": summary["num_scored"], "num_issues": summary["num_issues"],
+                    "scope": scope.description, "trained": report.plan.message if report.plan else ""}
 
         return reported(ctx, work, errors=(CurationError, ValueError))  # ValueError: seeds that are not integers
+
+
+def _scope_inputs(ctx, inputs: types.Object) -> None:
+    """Which samples the operator will score (``label_issues_scope``), and, on the whole dataset, a box for all."""
+    try:
+        chosen = label_issues_scope(target_view(ctx), all_samples=bool(ctx.params.get("all_samples")),
+                                    fit_view=fit_view_of(ctx))
+        offered = label_issues_scope(target_view(ctx)).default  # the App shows the whole dataset
+    except CurationError:
+        return
+    if offered and fit_view_of(ctx) is None:
+        inputs.bool("all_samples", default=False, label="Score all samples",
+                    description="by default only the samples that have out-of-sample probabilities from the model "
+                                "run; the others would start a K-fold training over all samples")
+    inputs.view("scope", types.Notice(label=f"Scores {chosen.description}" + (
+        " (filter the view or tick 'Score all samples' to choose)." if chosen.default else ".")))
 
 
 def _int_or_none(value) -> int | None:
@@ -200,6 +252,21 @@ class AcceptSuggestedLabels(_SelectedSamplesOperator):
         ctx.ops.notify(_accepted_message(changed, refused), variant="warning" if refused else "success")
         ctx.ops.reload_dataset()
         return {"changed": changed, "refused": refused}
+
+
+class UndoLabelChange(foo.Operator):
+    """Revert the last accepted suggestion (every sample it relabeled); the undo is kept in ``label_history``."""
+
+    @property
+    def config(self):
+        return foo.OperatorConfig(name="undo_label_change", label="Curation: undo the last accepted label change")
+
+    def execute(self, ctx):
+        result = _undo_last_accepted(ctx, ctx.params.get("label_field", "ground_truth"))
+        if result is None:
+            return {"error": "the last change cannot be undone"}
+        return {"reverted": result.num_reverted, "skipped": result.skipped,
+                "transitions": [list(t) for t in result.transitions], "message": undo_message(result)}
 
 
 class SendToReview(_SelectedSamplesOperator):
@@ -260,6 +327,11 @@ class LabelIssuesPanel(ReportPanel):
         ctx.ops.reload_dataset()
         self._refresh(ctx)
 
+    def undo_last(self, ctx):
+        """Revert the last accepted change, whatever is selected; the panel shows the labels back."""
+        if _undo_last_accepted(ctx, ctx.panel.get_state("label_field", "ground_truth")) is not None:
+            self._refresh(ctx)
+
     def review_selected(self, ctx):
         if not _has_selection(ctx):
             return
@@ -296,6 +368,7 @@ class LabelIssuesPanel(ReportPanel):
         actions = panel.h_stack("actions", align_x="left", gap=2)
         actions.btn("tag", label="Tag selected", on_click=self.tag_selected)
         actions.btn("accept", label="Accept suggested label", on_click=self.accept_selected)
+        actions.btn("undo", label="Undo last change", on_click=self.undo_last)
         actions.btn("review", label="Send to review", on_click=self.review_selected)
         # Explicit margins and {"text": ...} titles: the App's plotly drops plain-string titles and clips the rest.
         panel.plot("pairs", layout={"title": {"text": "Flagged samples per given → suggested label"}, "height": 320,

@@ -6,6 +6,7 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from active_learning.predictions import compute_model_outputs
+from active_learning.progress import with_eta
 from curation_app.common import (fit_tag_input, fit_view_of, label_field_input, model_settings_inputs,
                                  own_model_inputs, own_model_outputs, recipe_from_params, reported, target_view,
                                  validate_label_field)
@@ -47,7 +48,7 @@ class ComputeModelOutputs(foo.Operator):
                 view, label_field=params.get("label_field", "ground_truth"),
                 folds=int(params.get("folds") or 5), seeds=(int(params.get("seed") or 0),),
                 recipe=recipe_from_params(view, params),
-                progress=lambda fraction, message: ctx.set_progress(progress=fraction, label=message),
+                progress=with_eta(lambda fraction, message: ctx.set_progress(progress=fraction, label=message)),
                 fit_view=fit_view_of(ctx),
                 tta_px=None if params.get("tta_px") is None else int(params["tta_px"]),
             )

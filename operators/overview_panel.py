@@ -12,6 +12,20 @@ from active_learning.runs import load_run
 from active_learning.views import check_label_field, get_classes
 
 SPLITS = ("train", "test", "pool")
+# Figures whose key alone misleads, named per run kind (other keys are shown as they are stored).
+FIGURE_NAMES: dict[str, dict[str, str]] = {
+    "drift": {
+        "num_reference": "reference samples",
+        "num_reference_labeled": "labelled reference samples",
+        "num_reference_neighbours": "reference rows (OOD neighbours)",
+        "num_reference_ood": "reference rows (OOD neighbours)",  # its name in runs stored before the rename
+        "num_reference_trained_on": "reference samples the model trained on",
+        "ood_threshold": "OOD score threshold",
+    },
+    "bias": {"accuracy": "out-of-sample accuracy", "num_scored": "scored samples"},
+    "al_round": {"index": "round", "accuracy": "test accuracy", "num_labeled": "labels trained on",
+                 "annotated": "tasks annotated"},
+}
 
 
 def overview_data(dataset, label_field: str = "ground_truth") -> dict:
@@ -35,12 +49,12 @@ def overview_data(dataset, label_field: str = "ground_truth") -> dict:
             config, results = load_run(dataset, key)
         except CurationError:
             continue
+        kind = str(config.get("kind", config.get("source_kind", "")))
         runs.append({
             "key": key,
-            "kind": str(config.get("kind", config.get("source_kind", ""))),
+            "kind": kind,
             "created_at": str(config.get("created_at", "")),
-            "figures": ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                 for k, v in run_figures(results).items()),
+            "figures": format_figures(named_figures(kind, results)),
         })
     return {"classes": classes, "traces": traces, "runs": runs, "num_samples": len(dataset)}
 
@@ -54,6 +68,24 @@ def run_figures(results: dict) -> dict[str, int | float]:
             if isinstance(number, (int, float)) and not isinstance(number, bool) and name not in figures:
                 figures[name] = number
     return figures
+
+
+def named_figures(kind: str, results: dict) -> dict[str, int | float | str]:
+    """``run_figures`` under names that say what they count, plus a drift run's verdict over its batches."""
+    names = FIGURE_NAMES.get(kind, {})
+    figures: dict[str, int | float | str] = {}
+    batches = results.get("batches")
+    if kind == "drift" and isinstance(batches, list):
+        drifted = sum(bool(b.get("drifted")) for b in batches if isinstance(b, dict))
+        figures["batches drifted"] = f"{drifted} of {len(batches)}"
+    for key, value in run_figures(results).items():
+        figures.setdefault(names.get(key, key), value)
+    return figures
+
+
+def format_figures(figures: dict[str, int | float | str]) -> str:
+    """``name=value, ...``; floats to 4 significant digits."""
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in figures.items())
 
 
 class CurationOverviewPanel(RebuildingPanel):

@@ -408,9 +408,17 @@ def _fmt_p(value: float) -> str:
     return "n/a" if value != value else (f"{value:.1e}" if value < 0.001 else f"{value:.3f}")
 
 
+def points_vs_rest(accuracy: float | None, rest_accuracy: float | None) -> str:
+    """The slice's accuracy minus the rest's, in percentage points: negative when the slice is worse ("-66.9 pts")."""
+    if accuracy is None or rest_accuracy is None or accuracy != accuracy or rest_accuracy != rest_accuracy:
+        return "n/a"
+    return f"{100 * (accuracy - rest_accuracy):+.1f} pts"
+
+
 def _slice_line(stat: SliceStat, width: int) -> str:
     line = (f"  {stat.label:<{width}}  n={stat.size:<6} acc {_fmt(stat.accuracy)} [{_fmt(stat.ci_low)}, "
-            f"{_fmt(stat.ci_high)}] vs {_fmt(stat.rest_accuracy)} rest  p_holm={_fmt_p(stat.p_adjusted)}")
+            f"{_fmt(stat.ci_high)}], {points_vs_rest(stat.accuracy, stat.rest_accuracy)} vs rest "
+            f"({_fmt(stat.rest_accuracy)})  p_holm={_fmt_p(stat.p_adjusted)}")
     if stat.composition:
         line += "  mostly " + ", ".join(f"{c} {share:.0%}" for c, share in stat.composition)
     return line

@@ -253,6 +253,18 @@ def ks_bbsd(reference_probs: np.ndarray, target_probs: np.ndarray, alpha: float 
 
 
 # -- BBSE --------------------------------------------------------------------------------------------------------
+def bbse_prior(confusion: np.ndarray, target_predicted: np.ndarray) -> np.ndarray | None:
+    """The BBSE target prior from ``C[i, j] = P(pred = i, y = j)`` and ``mu[i] = P(pred = i)`` on the target.
+
+    Solves ``C w = mu`` by least squares, clips ``w`` at 0 and returns ``w * P(y)`` normalised to sum to 1; None
+    when every clipped weight is 0. No validation: ``label_shift_estimate`` is the checked entry point.
+    """
+    weights = np.clip(np.linalg.lstsq(confusion, target_predicted, rcond=None)[0], 0.0, None)
+    unnormalised = weights * confusion.sum(axis=0)
+    total = unnormalised.sum()
+    return unnormalised / total if total > 0 else None
+
+
 def label_shift_estimate(reference_probs: np.ndarray, reference_labels: np.ndarray,
                          target_probs: np.ndarray) -> LabelShiftResult:
     """Black-box shift estimation (Lipton et al. 2018) of the target's class prior under label shift.
@@ -302,12 +314,10 @@ def label_shift_estimate(reference_probs: np.ndarray, reference_labels: np.ndarr
         raise DataError("The reference confusion matrix is singular (the model confuses some classes completely); "
                         "use a better model or merge the classes it cannot tell apart.")
     target_predicted = np.bincount(target.argmax(axis=1), minlength=num_classes) / len(target)
-    weights = np.clip(np.linalg.lstsq(confusion, target_predicted, rcond=None)[0], 0.0, None)
-    unnormalised = weights * reference_prior
-    if unnormalised.sum() <= 0:
+    target_prior = bbse_prior(confusion, target_predicted)
+    if target_prior is None:
         raise DataError("The label-shift estimate collapsed to zero for every class; the target does not look "
                         "like a label shift of the reference.")
-    target_prior = unnormalised / unnormalised.sum()
     weights = target_prior / reference_prior  # consistent with the normalised prior
     total_variation = float(0.5 * np.abs(target_prior - reference_prior).sum())
     return LabelShiftResult(reference_prior, target_prior, weights, total_variation)

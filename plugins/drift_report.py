@@ -6,14 +6,16 @@ through the fixed model's outputs already stored on the samples:
 - ``model_embedding`` -> MMD permutation test (``drift.mmd_test``) and per-sample OOD scores (``drift.ood_scores``,
   threshold ``drift.ood_threshold`` from the reference's own leave-one-out scores);
 - ``model_probs`` -> KS-BBSD (``drift.ks_bbsd``, Bonferroni over classes) and, with reference labels, the BBSE
-  label-shift estimate of each target's class prior (``drift.label_shift_estimate``).
+  label-shift estimate of each target's class prior (``drift.label_shift_estimate``), tested against chance
+  (``label_shift.prior_change_test``: a bootstrap under "no shift", Bonferroni over classes).
 
 A batch is **drifted** when MMD or KS-BBSD rejects; each runs at ``alpha / 2`` (Bonferroni over the two tests, and
 over the classes inside KS-BBSD), so the combined decision has level ``alpha`` per batch. Batches are separate
 decisions: over many batches expect about ``alpha`` of undrifted ones to be flagged.
 
-Views are named by small specs (``parse_view_spec``): ``tag:TAG``, ``field:FIELD=VALUE``, ``batch:FIELD`` (targets
-only: the samples outside the reference, one target per distinct value, in value order) and ``all-but-reference``.
+Views are named by small specs (``parse_view_spec``, in ``curation_checks.drift_views`` and re-exported here):
+``tag:TAG``, ``field:FIELD=VALUE``, ``batch:FIELD`` (targets only: the samples outside the reference, one target per
+distinct value, in value order) and ``all-but-reference``.
 
 Written: per-sample fields ``drift_ood_score``, ``drift_is_ood``, ``drift_batch`` on the target samples (cleared on
 samples that are no longer targets), and the custom run ``drift`` (config and per-batch results, a list in batch
@@ -22,9 +24,7 @@ order). Everything is computed before anything is written, so a failing call lea
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, timezone
 from typing import Any, Sequence
 
 import numpy as np
@@ -33,7 +33,8 @@ from active_learning.errors import DataError, InputError
 from active_learning.predictions import DEFAULT_RUN_KEY, EMBEDDING_FIELD, PROBS_FIELD
 from active_learning.runs import load_run, now_utc, record_run
 from active_learning.views import get_classes, write_fields
-from curation_checks import drift
+from curation_checks import drift, label_shift
+from curation_checks.drift_views import ALL_BUT_REFERENCE, SPEC_GRAMMAR, ViewSpec, parse_view_spec, resolve_views
 
 RUN_KEY = "drift"
 FILL_RUN_KEY = "drift_model_outputs"
@@ -44,240 +45,6 @@ FIELDS = (SCORE_FIELD, FLAG_FIELD, BATCH_FIELD)
 OOD_K = 10  # reference neighbours averaged in the OOD score
 OOD_QUANTILE = 0.95  # the threshold is this quantile of the reference's own leave-one-out scores
 MAX_OOD_REFERENCE = 10_000  # reference rows used as OOD neighbours (seeded subsample): LOO cost grows as m^2
-SPEC_GRAMMAR = "tag:TAG, field:FIELD=VALUE, batch:FIELD (targets only) or all-but-reference (targets only)"
-ALL_BUT_REFERENCE = "all-but-reference"
-_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
-_TRUE, _FALSE = {"true", "1", "yes"}, {"false", "0", "no"}
-
-
-# -- view specs ----------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ViewSpec:
-    """A parsed view spec: ``kind`` is ``tag``, ``field``, ``batch`` or ``all-but-reference``.
-
-    ``name`` is the tag or the field path (None for ``all-but-reference``); ``value`` the text after ``=`` of a
-    ``field`` spec (None otherwise).
-    """
-
-    kind: str
-    name: str | None = None
-    value: str | None = None
-
-    def __str__(self) -> str:
-        if self.kind == ALL_BUT_REFERENCE:
-            return ALL_BUT_REFERENCE
-        if self.kind == "field":
-            return f"field:{self.name}={self.value}"
-        return f"{self.kind}:{self.name}"
-
-
-def parse_view_spec(text: str | ViewSpec) -> ViewSpec:
-    """Parse ``tag:TAG``, ``field:FIELD=VALUE``, ``batch:FIELD`` or ``all-but-reference`` into a ``ViewSpec``.
-
-    Raises:
-        InputError: anything else (the message gives the grammar).
-    """
-    if isinstance(text, ViewSpec):
-        return text
-    if not isinstance(text, str) or not text.strip():
-        raise InputError(f"A view spec must be a non-empty string: {SPEC_GRAMMAR}; got {text!r}.")
-    spec = text.strip()
-    if spec.lower() in (ALL_BUT_REFERENCE, "all_but_reference"):
-        return ViewSpec(ALL_BUT_REFERENCE)
-    kind, sep, rest = spec.partition(":")
-    kind = kind.strip().lower()
-    if not sep or kind not in ("tag", "field", "batch"):
-        raise InputError(f"Unknown view spec {spec!r}; use {SPEC_GRAMMAR} (e.g. tag:reference, field:split=ref, "
-                         "batch:batch_id).")
-    rest = rest.strip()
-    if kind == "tag":
-        if not rest:
-            raise InputError(f"View spec {spec!r} names no tag; write tag:TAG (e.g. tag:reference).")
-        return ViewSpec("tag", rest)
-    if kind == "field":
-        path, eq, value = rest.partition("=")
-        path, value = path.strip(), value.strip()
-        if not eq or not value:
-            raise InputError(f"View spec {spec!r} needs a value: write field:FIELD=VALUE (e.g. field:split=ref).")
-        _check_path(path, spec)
-        return ViewSpec("field", path, value)
-    if "=" in rest:
-        raise InputError(f"View spec {spec!r}: batch:FIELD takes a field name only (one target per value of it); "
-                         "to select one value write field:FIELD=VALUE.")
-    _check_path(rest, spec)
-    return ViewSpec("batch", rest)
-
-
-def _check_path(path: str, spec: str) -> None:
-    if not _PATH.match(path):
-        raise InputError(f"View spec {spec!r}: {path!r} is not a field name (letters, digits, underscores; dots for "
-                         "embedded fields).")
-
-
-def resolve_views(dataset, reference_spec: str | ViewSpec, target_spec: str | ViewSpec,
-                  min_samples: int = drift.MIN_SAMPLES) -> tuple[Any, list[tuple[str, Any]]]:
-    """The reference view and the named target views of ``dataset``, in batch order.
-
-    ``batch:FIELD`` splits the samples outside the reference by the value of FIELD (samples without a value belong
-    to no batch); values sort naturally (numbers and dates by value, strings with embedded numbers numerically).
-
-    Raises:
-        InputError: a malformed spec, or a ``batch``/``all-but-reference`` spec as the reference.
-        DataError: an unknown field (the message lists the fields), a tag or value matching no sample, an empty or
-            too small (fewer than ``min_samples``) reference or target, a target overlapping the reference.
-    """
-    reference = parse_view_spec(reference_spec)
-    target = parse_view_spec(target_spec)
-    if reference.kind in ("batch", ALL_BUT_REFERENCE):
-        raise InputError(f"The reference must be one view (tag:TAG or field:FIELD=VALUE); {reference} can only be "
-                         "a target.")
-    ids, values = _ids_and_values(dataset, [s.name for s in (reference, target) if s.kind in ("field", "batch")])
-    reference_ids = _matching_ids(dataset, reference, ids, values)
-    _check_size("The reference", str(reference), len(reference_ids), min_samples)
-    reference_set = set(reference_ids)
-    reference_view = dataset.match_tags(reference.name) if reference.kind == "tag" else dataset.select(reference_ids)
-
-    targets: list[tuple[str, list[str]]] = []
-    if target.kind == ALL_BUT_REFERENCE:
-        rest = [i for i in ids if i not in reference_set]
-        if not rest:
-            raise DataError(f"Every sample of dataset {dataset.name!r} is in the reference {reference}; there is "
-                            "nothing left to compare. Choose a smaller reference.")
-        targets.append((ALL_BUT_REFERENCE, rest))
-    elif target.kind == "batch":
-        targets = _batches(dataset, target.name, ids, values[target.name], reference_set, str(reference))
-    else:
-        target_ids = _matching_ids(dataset, target, ids, values)
-        shared = len(reference_set.intersection(target_ids))
-        if shared:
-            raise DataError(f"The target {target} shares {shared} of its {len(target_ids)} samples with the "
-                            f"reference {reference}; drift needs disjoint sets. Untag or relabel the shared samples, "
-                            f"or use the target {ALL_BUT_REFERENCE} / batch:FIELD (which leave out the reference).")
-        targets.append((str(target), target_ids))
-    for name, target_ids in targets:
-        _check_size(f"The target batch {name!r}" if target.kind == "batch" else "The target", str(target),
-                    len(target_ids), min_samples)
-    views = [(name, dataset.match_tags(target.name) if target.kind == "tag" else dataset.select(target_ids))
-             for name, target_ids in targets]
-    return reference_view, views
-
-
-def _check_size(what: str, spec: str, count: int, min_samples: int) -> None:
-    if count == 0:
-        raise DataError(f"{what} ({spec}) is empty: it matches no sample.")
-    if count < min_samples:
-        raise DataError(f"{what} ({spec}) has {count} samples; the drift tests need at least {min_samples} on each "
-                        "side. Add samples, or merge small batches into one (e.g. a coarser batch field).")
-
-
-def _ids_and_values(dataset, paths: list[str | None]) -> tuple[list[str], dict[str, list]]:
-    """All sample ids and the values of the named field paths; an unknown field raises ``DataError``."""
-    paths = list(dict.fromkeys(p for p in paths if p))
-    for path in paths:
-        if dataset.get_field(path) is None:
-            schema = sorted(dataset.get_field_schema())
-            raise DataError(f"Dataset {dataset.name!r} has no field {path!r}; its fields are: {', '.join(schema)}.")
-    columns = dataset.values(["id", *paths]) if paths else [dataset.values("id")]
-    return list(columns[0]), dict(zip(paths, columns[1:]))
-
-
-def _matching_ids(dataset, spec: ViewSpec, ids: list[str], values: dict[str, list]) -> list[str]:
-    if spec.kind == "tag":
-        matched = dataset.match_tags(spec.name).values("id")
-        if not matched:
-            tags = sorted(dataset.distinct("tags"))
-            raise DataError(f"No sample of dataset {dataset.name!r} has the tag {spec.name!r} ({spec}); its tags "
-                            f"are: {', '.join(tags) if tags else 'none'}.")
-        return list(matched)
-    wanted = _coerce(dataset, spec)
-    column = values[spec.name]
-    matched = [i for i, v in zip(ids, column) if v is not None and _same(v, wanted)]
-    if not matched:
-        seen = sorted({_value_name(v) for v in column if v is not None}, key=_natural_key)
-        raise DataError(f"No sample of dataset {dataset.name!r} has {spec.name} = {spec.value!r} ({spec}); values "
-                        f"present: {', '.join(seen[:10]) if seen else 'none'}{' ...' if len(seen) > 10 else ''}.")
-    return matched
-
-
-def _coerce(dataset, spec: ViewSpec) -> Any:
-    """The text value of a ``field`` spec as the field's type."""
-    import fiftyone.core.fields as fof
-
-    field_type = dataset.get_field(spec.name)
-    text = spec.value
-    try:
-        if isinstance(field_type, fof.BooleanField):
-            if text.lower() not in _TRUE | _FALSE:
-                raise ValueError(text)
-            return text.lower() in _TRUE
-        if isinstance(field_type, fof.IntField):
-            return int(text)
-        if isinstance(field_type, fof.FloatField):
-            return float(text)
-        if isinstance(field_type, fof.DateTimeField):
-            return _naive_utc(datetime.fromisoformat(text))
-        if isinstance(field_type, fof.DateField):
-            return date.fromisoformat(text)
-    except ValueError:
-        kind = type(field_type).__name__.replace("Field", "").lower()
-        raise InputError(f"View spec {spec}: {text!r} is not a valid {kind} for field {spec.name!r}.") from None
-    return text
-
-
-def _naive_utc(moment: datetime) -> datetime:
-    return moment.astimezone(timezone.utc).replace(tzinfo=None) if moment.tzinfo else moment
-
-
-def _same(stored: Any, wanted: Any) -> bool:
-    if isinstance(wanted, str):
-        return _value_name(stored) == wanted
-    if isinstance(wanted, datetime) and isinstance(stored, datetime):
-        return _naive_utc(stored) == wanted
-    if isinstance(wanted, date) and isinstance(stored, datetime):
-        return stored.date() == wanted
-    return stored == wanted
-
-
-def _value_name(value: Any) -> str:
-    if isinstance(value, (datetime, date)):
-        return value.isoformat()
-    if isinstance(value, bool):
-        return str(value).lower()
-    return str(value)
-
-
-def _natural_key(text: str) -> tuple:
-    """'batch2' < 'batch10': digit runs compare as numbers (parts alternate str, int, str, ...)."""
-    return tuple(int(part) if i % 2 else part.lower() for i, part in enumerate(re.split(r"(\d+)", text)))
-
-
-def _sort_key(value: Any) -> tuple:
-    if isinstance(value, (bool, int, float, np.integer, np.floating)):
-        return (0, float(value))
-    if isinstance(value, datetime):
-        return (1, _naive_utc(value).isoformat())
-    if isinstance(value, date):
-        return (1, value.isoformat())
-    return (2, _natural_key(str(value)))
-
-
-def _batches(dataset, path: str, ids: list[str], column: list, reference: set[str],
-             reference_name: str) -> list[tuple[str, list[str]]]:
-    groups: dict[str, list[str]] = {}
-    order: dict[str, tuple] = {}
-    for sample_id, value in zip(ids, column):
-        if value is None or sample_id in reference:
-            continue
-        if isinstance(value, (list, dict)):
-            raise DataError(f"Field {path!r} holds lists or documents; batch:FIELD needs one plain value per sample "
-                            "(a number, a string or a date).")
-        name = _value_name(value)
-        groups.setdefault(name, []).append(sample_id)
-        order.setdefault(name, _sort_key(value))
-    if not groups:
-        raise DataError(f"No sample outside the reference {reference_name} has a value in {path!r}; give the new "
-                        f"samples a {path!r} value or use another target.")
-    return [(name, groups[name]) for name in sorted(groups, key=lambda n: order[n])]
 
 
 # -- the report ----------------------------------------------------------------------------------------------------
@@ -299,11 +66,15 @@ class BatchDrift:
     drifted: bool  # mmd_drift or ks_drift: level alpha for the batch
     estimated_prior: list[float] | None  # BBSE estimate of the batch's class prior; None without it
     prior_total_variation: float | None
-    largest_prior_change: dict | None  # {"class", "reference", "estimate"}
+    largest_prior_change: dict | None  # label_shift.headline: the largest significant change, else the largest
     label_shift_note: str | None  # why there is no estimate, if there is none
     num_ood: int
     fraction_ood: float
     num_labeled: int  # target samples with a label (not used by the tests)
+    # per class: half-width of the simultaneous chance interval, and whether the change exceeds it (None: reports
+    # stored before the test, or no estimate)
+    prior_change_margin: list[float] | None = None
+    prior_change_significant: list[bool] | None = None
 
 
 @dataclass(frozen=True)
@@ -323,7 +94,7 @@ class DriftReport:
     num_reference_labeled: int
     reference_prior: list[float] | None
     ood_threshold: float
-    num_reference_ood: int  # reference rows used as OOD neighbours
+    num_reference_neighbours: int  # reference rows the OOD scores search for neighbours (a seeded subsample)
     num_reference_trained_on: int | None  # reference samples the final model was trained on (None: unknown)
     batches: list[BatchDrift] = field(default_factory=list)
     created_at: str = ""
@@ -342,6 +113,8 @@ class DriftReport:
     def from_dict(cls, data: dict) -> "DriftReport":
         """Inverse of ``to_dict``."""
         data = dict(data)
+        if "num_reference_ood" in data:  # the key's name in reports stored before it was renamed
+            data.setdefault("num_reference_neighbours", data.pop("num_reference_ood"))
         batches = [BatchDrift(**b) for b in data.pop("batches", [])]
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in data.items() if k in known}, batches=batches)
@@ -527,21 +300,19 @@ def compute_drift(
     for (name, ids, emb, probs), labels in zip(target_data, target_labels):
         mmd = drift.mmd_test(reference_emb, emb, n_permutations=n_permutations, random_state=random_state)
         ks = drift.ks_bbsd(reference_probs, probs, alpha=alpha / 2)
-        estimate = change = tv = note = None
+        estimate = change = tv = note = margins = significant = None
         if labeled_rows is None:
             note = "no label field given"
         else:
             try:
-                shift = drift.label_shift_estimate(reference_probs[labeled_rows], reference_labels[labeled_rows],
-                                                   probs)
+                shift = label_shift.prior_change_test(reference_probs[labeled_rows], reference_labels[labeled_rows],
+                                                      probs, alpha=alpha, random_state=random_state)
             except DataError as error:
                 note = str(error)
             else:
-                estimate = shift.target_prior_estimate.tolist()
-                tv = shift.total_variation
-                biggest = int(np.argmax(np.abs(shift.target_prior_estimate - shift.reference_prior)))
-                change = {"class": classes[biggest], "reference": float(shift.reference_prior[biggest]),
-                          "estimate": float(shift.target_prior_estimate[biggest])}
+                estimate, tv, change = shift.estimate.tolist(), shift.total_variation, label_shift.headline(
+                    shift, classes)
+                margins, significant = shift.margin.tolist(), shift.significant.tolist()
         batch_scores = drift.ood_scores(ood_reference, emb, k=ood_k, metric=ood_metric)
         num_ood = int((batch_scores > threshold).sum())
         mmd_drift = bool(mmd.p_value < alpha / 2)
@@ -551,7 +322,8 @@ def compute_drift(
             ks_p_values=ks.p_values.tolist(), ks_min_p_value=ks.min_p_value, ks_threshold=ks.bonferroni_threshold,
             ks_drift=ks.drift, drifted=mmd_drift or ks.drift, estimated_prior=estimate, prior_total_variation=tv,
             largest_prior_change=change, label_shift_note=note, num_ood=num_ood,
-            fraction_ood=num_ood / len(ids), num_labeled=int((labels >= 0).sum())))
+            fraction_ood=num_ood / len(ids), num_labeled=int((labels >= 0).sum()), prior_change_margin=margins,
+            prior_change_significant=significant))
         per_sample_ids.extend(ids)
         scores.append(batch_scores)
         batch_names.extend([name] * len(ids))
@@ -562,7 +334,7 @@ def compute_drift(
         random_state=int(random_state), ood_k=int(ood_k), ood_quantile=float(ood_quantile),
         num_reference=len(reference_ids),
         num_reference_labeled=0 if labeled_rows is None else int(labeled_rows.sum()),
-        reference_prior=reference_prior, ood_threshold=threshold, num_reference_ood=len(ood_rows),
+        reference_prior=reference_prior, ood_threshold=threshold, num_reference_neighbours=len(ood_rows),
         num_reference_trained_on=_trained_on(dataset, reference_ids), batches=batches, created_at=now_utc(),
         ood_metric=ood_metric)
 
@@ -651,16 +423,17 @@ def format_drift_report(report: DriftReport) -> str:
     ]
     if report.num_reference_trained_on:
         lines.append(f"Caution: {report.num_reference_trained_on} reference samples trained the final model; their "
-                     "embeddings are in-sample, so MMD can flag overfitting as drift. Prefer a held-out reference.")
+                     "embeddings are in-sample, so MMD can flag overfitting as drift, and their probabilities come "
+                     "from the K-fold models, not the final model that scored the batches, which biases the prior "
+                     "estimate. Prefer a held-out reference.")
+    if report.label_field:
+        lines.append(f"Prior change: BBSE estimate, called out only beyond the chance margin (bootstrap without "
+                     f"shift; simultaneous {1 - report.alpha:.0%} over the classes)")
     width = max([len("batch")] + [len(b.name) for b in report.batches])
     lines.append(f"{'batch':<{width}}  {'n':>6}  {'MMD p':>7}  {'KS min p':>9}  {'verdict':<7}  {'OOD':>6}  "
                  "biggest prior change")
     for b in report.batches:
-        if b.largest_prior_change is not None:
-            c = b.largest_prior_change
-            prior = f"{c['class']} {c['reference']:.2f} -> {c['estimate']:.2f}"
-        else:
-            prior = "n/a" if b.label_shift_note is None else f"n/a ({b.label_shift_note.split(';')[0][:60]})"
+        prior = label_shift.describe_headline(b.largest_prior_change, b.label_shift_note)
         lines.append(f"{b.name:<{width}}  {b.num_samples:>6}  {b.mmd_p_value:>7.4f}  {b.ks_min_p_value:>9.2e}  "
                      f"{'DRIFT' if b.drifted else 'ok':<7}  {b.fraction_ood:>6.1%}  {prior}")
     drifted = report.drifted_batches
@@ -720,6 +493,7 @@ def fill_model_outputs(collection, run_key: str = DEFAULT_RUN_KEY, device: str |
 
 
 __all__ = [
-    "BatchDrift", "DriftReport", "ViewSpec", "compute_drift", "fill_model_outputs", "format_drift_report",
-    "load_drift_report", "most_drifted_view", "parse_view_spec", "resolve_views",
+    "ALL_BUT_REFERENCE", "SPEC_GRAMMAR", "BatchDrift", "DriftReport", "ViewSpec", "compute_drift",
+    "fill_model_outputs", "format_drift_report", "load_drift_report", "most_drifted_view", "parse_view_spec",
+    "resolve_views",
 ]

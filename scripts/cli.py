@@ -164,11 +164,24 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _announce(message: str) -> None:
+    """Print what will be trained and why above the progress bar, before the training starts."""
+    from tqdm import tqdm
+
+    tqdm.write(f"{message[:1].upper()}{message[1:]}.")
+
+
 def cmd_label_errors(args: argparse.Namespace) -> int:
-    from curation_checks.pipelines import find_label_issues
+    from curation_checks.pipelines import find_label_issues, label_issues_scope
 
     dataset = _load(args.dataset)
-    view = dataset.match_tags(args.tag) if args.tag else dataset
+    if args.tag and args.all:
+        raise CurationError("Give --tag or --all, not both.")
+    fit_view = _fit_view(dataset, args.fit_tag)
+    scope = label_issues_scope(dataset.match_tags(args.tag) if args.tag else dataset, all_samples=args.all,
+                               fit_view=fit_view)
+    print(f"Label issues: scoring {scope.description}" + ("; use --tag/--all to choose." if scope.default else "."))
+    view = scope.view
     own = _own_model(view, args)
     if own is not None:
         reports.print_model(own)
@@ -177,13 +190,13 @@ def cmd_label_errors(args: argparse.Namespace) -> int:
     try:
         if own is not None:  # the user's embeddings head or predictions, as they are
             report = find_label_issues(view, label_field=args.label_field, top=args.top, progress=update,
-                                       rank_method=args.rank_method)
+                                       rank_method=args.rank_method, announce=_announce)
         else:
             recipe = _asked_recipe(view, args, seed, always=False)  # None: the stored run's, or the default
             report = find_label_issues(view, label_field=args.label_field, folds=args.folds, seeds=args.seeds,
                                        recipe=recipe, device=args.device, recompute=args.recompute, top=args.top,
-                                       progress=update, fit_view=_fit_view(dataset, args.fit_tag),
-                                       tta_px=args.tta_px, rank_method=args.rank_method)
+                                       progress=update, fit_view=fit_view, tta_px=args.tta_px,
+                                       rank_method=args.rank_method, announce=_announce)
     finally:
         close()
     if report.recomputed_because:
@@ -364,62 +377,63 @@ def cmd_al_init(args: argparse.Namespace) -> int:
 
 
 def cmd_al_round(args: argparse.Namespace) -> int:
-    from active_learning.loop import load_config, run_round
+    from active_learning.loop import SimulatedAnnotator, load_config, run_round
+    from active_learning.ls_bridge import project_url
 
     dataset = _load(args.dataset)
-    load_config(dataset)  # a clear error before any connection when `al init` was not run
+    _, project_id = load_config(dataset)  # a clear error before any connection when `al init` was not run
     client = _connect(args)
-    from active_learning.loop import STEPS
-
+    annotator = SimulatedAnnotator(skip_fraction=args.simulate_skip, wrong_fraction=args.simulate_wrong,
+                                   seed=args.seed)
     for _ in range(args.rounds):
         update, close = _progress_bar("Round")
-
-        done = [0.0]
-
-        def progress(message: str) -> None:
-            step = message.rsplit(": ", 1)[-1]
-            if step in STEPS:
-                done[0] = STEPS.index(step) / (len(STEPS) - 1)
-            update(done[0], message)
-
         try:
             state = run_round(dataset, client, simulate_field=args.simulate_annotator, wait=args.wait,
-                              poll_seconds=args.poll_seconds, timeout_seconds=args.timeout, progress=progress)
+                              poll_seconds=args.poll_seconds, timeout_seconds=args.timeout, progress=update,
+                              annotator=annotator)
         finally:
             close()
-        reports.print_round(state, dataset.name, args.ls_url)
+        reports.print_round(state, dataset.name, project_url(client, project_id))
         if state.step != "done":
             return 0
     return 0
 
 
 def cmd_al_status(args: argparse.Namespace) -> int:
-    from active_learning.loop import list_rounds, load_config
+    from active_learning.errors import LabelStudioError
+    from active_learning.loop import ingest_current_round, list_rounds, load_config, round_progress
 
     dataset = _load(args.dataset)
     config, project_id = load_config(dataset)
-    print(f"Loop on {dataset.name!r}: strategy {config.strategy}, batch {config.batch_size}, label field "
-          f"{config.label_field!r}, Label Studio project {project_id}")
+    live = ""
+    if not args.offline:
+        try:
+            from active_learning.ls_bridge import project_url
+
+            client = _connect(args)
+            ingest_current_round(dataset, client)  # also counts the open round's annotated and skipped tasks now
+            live = project_url(client, project_id)
+        except LabelStudioError as error:
+            live = ""
+            print(f"(Label Studio not reached, figures as last recorded: {error})")
     rounds = list_rounds(dataset)
+    print(f"Loop on {dataset.name!r}: strategy {config.strategy}, batch {config.batch_size}, label field "
+          f"{config.label_field!r}, Label Studio project {project_id}" + (f" ({live})" if live else ""))
     if not rounds:
         print("  no rounds yet")
     for state in rounds:
-        accuracy = f"{state.accuracy:.4f}" if state.accuracy is not None else "-"
-        print(f"  round {state.index:>3}  {state.strategy:<16} {state.step:<9} labels {state.num_labeled:>6}  "
-              f"accuracy {accuracy}  selected {len(state.selected)}  annotated {state.annotated}/{len(state.task_ids)}")
+        reports.print_round_status(state, round_progress(dataset, state))
     return 0
 
 
 def cmd_al_ingest(args: argparse.Namespace) -> int:
-    from active_learning.loop import current_round, load_config
-    from active_learning.ls_bridge import fetch_completed, ingest
+    from active_learning.loop import ingest_current_round
 
     dataset = _load(args.dataset)
-    config, project_id = load_config(dataset)
-    report = ingest(dataset, fetch_completed(_connect(args), project_id), config.label_field,
-                    current_round(dataset).index, project_id)
+    report = ingest_current_round(dataset, _connect(args))
     print(f"Ingested: {report.new} new ({report.changed} changed, {report.confirmed} confirmed), "
-          f"{report.unchanged} already ingested, {report.invalid} invalid, {report.cancelled} cancelled.")
+          f"{report.unchanged} already ingested, {report.invalid} invalid, {report.cancelled} cancelled, "
+          f"{report.skipped_tasks} tasks skipped.")
     for reason, count in report.invalid_reasons.items():
         print(f"  invalid: {reason} ({count})")
     return 0
@@ -524,7 +538,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rank-method", default="self_confidence", choices=RANK_METHODS,
                    help="cleanlab label quality score that ranks the suspects (default self_confidence)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
-    p.add_argument("--tag", default="", help="only samples with this tag (default: all)")
+    p.add_argument("--tag", default="", help="only samples with this tag (default: the samples that have "
+                                             "out-of-sample probabilities from the model run, else all)")
+    p.add_argument("--all", action="store_true", help="score all samples (those without out-of-sample "
+                                                      "probabilities start a K-fold training over all of them)")
     p.add_argument("--fit-tag", default="", help="train on the samples with this tag (disjoint from --tag) instead "
                                                  "of K-fold, e.g. --tag test --fit-tag train")
     p.add_argument("--top", type=int, default=15, help="how many suspects to print")
@@ -627,11 +644,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", action="store_true", help="poll Label Studio until the round's tasks are annotated")
     p.add_argument("--poll-seconds", type=float, default=10.0)
     p.add_argument("--timeout", type=float, default=None, help="stop waiting after this many seconds")
+    p.add_argument("--simulate-skip", type=float, default=0.0, metavar="FRACTION",
+                   help="the simulated annotator skips this share of the tasks")
+    p.add_argument("--simulate-wrong", type=float, default=0.0, metavar="FRACTION",
+                   help="the simulated annotator answers this share of the rest wrongly, on purpose")
+    p.add_argument("--seed", type=int, default=0, help="which tasks the simulated annotator skips or gets wrong")
     ls_option(p)
     p.set_defaults(func=cmd_al_round)
 
-    p = al_sub.add_parser("status", help="the rounds so far")
+    p = al_sub.add_parser("status", help="the rounds so far: pushed, annotated, skipped, ingested, accuracy")
     p.add_argument("dataset")
+    p.add_argument("--offline", action="store_true", help="do not ask Label Studio; show the recorded figures")
+    ls_option(p)
     p.set_defaults(func=cmd_al_status)
 
     p = al_sub.add_parser("ingest", help="ingest the finished annotations now (idempotent)")

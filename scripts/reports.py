@@ -134,15 +134,31 @@ def print_duplicates(report) -> None:
               "before deleting anything.")
 
 
-def print_round(state, dataset_name: str, ls_url: str | None) -> None:
+def print_round(state, dataset_name: str, project_url: str) -> None:
     timings = ", ".join(f"{k} {v:.1f}s" for k, v in state.timings.items())
     print(f"Round {state.index} ({state.strategy}): step {state.step}; {len(state.selected)} selected"
-          f"{f' + {len(state.review)} from the review queue' if state.review else ''}, "
-          f"{state.annotated}/{len(state.task_ids)} annotated.")
+          f"{f' + {len(state.review)} from the review queue' if state.review else ''}; "
+          f"{state.with_prediction}/{len(state.task_ids)} tasks pre-annotated"
+          f"{f' by {state.predictions_from}' if state.predictions_from else ' (no model yet)'}; "
+          f"{state.annotated} annotated, {len(state.skipped)} skipped.")
+    if state.push_note:
+        print(f"  note: {state.push_note}")
     if state.step == "annotate":
-        print(f"  Waiting for annotations in Label Studio ({ls_url or 'LABEL_STUDIO_URL'}). Resume with "
-              f"`curation al round {dataset_name}` (or `curation al ingest {dataset_name}`) when they are done.")
+        open_tasks = len(state.task_ids) - state.annotated - len(state.skipped)
+        print(f"  Waiting for {open_tasks} annotations in Label Studio: {project_url}")
+        print(f"  Resume with `curation al round {dataset_name}` (add --wait to poll), or ingest what is done with "
+              f"`curation al ingest {dataset_name}`.")
     if state.step == "done":
-        print(f"  {state.num_labeled} labels, test accuracy {state.accuracy:.4f}; {timings}")
+        back = f"; {len(state.skipped)} skipped samples went back to the pool" if state.skipped else ""
+        print(f"  {state.num_labeled} labels, test accuracy {state.accuracy:.4f}{back}; {timings}")
         worst = sorted(state.per_class_f1.items(), key=lambda item: item[1])[:3]
         print("  lowest per-class F1: " + ", ".join(f"{c} {f:.3f}" for c, f in worst))
+
+
+def print_round_status(state, progress) -> None:
+    """One line of `curation al status`: the round's step, its tasks and the model's accuracy."""
+    accuracy = f"{state.accuracy:.4f}" if state.accuracy is not None else "-"
+    print(f"  round {state.index:>3}  {state.strategy:<16} {state.step:<9} pushed {progress.pushed:>4}  "
+          f"annotated {progress.annotated:>4}  skipped {progress.skipped:>3}  ingested {progress.ingested:>4}  "
+          f"pre-annotated {progress.with_prediction:>4}  trained on {state.num_labeled if state.step == 'done' else '-':>6}  "
+          f"accuracy {accuracy}")

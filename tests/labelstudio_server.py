@@ -121,12 +121,17 @@ def _die_with_parent() -> None:
 
 
 def _launch(exe: Path, port: int, data_dir: Path, log_path: Path, env: dict[str, str]) -> subprocess.Popen:
-    """Start ``label-studio start`` in the background, its output appended to ``log_path``."""
+    """Start the server the way the README does, ``scripts/labelstudio start``, its output appended to ``log_path``.
+
+    The script runs ``label-studio start`` (exec: the process is the server) from the virtualenv of ``exe``.
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
+    env = dict(env, CURATION_LS_VENV=str(exe.parent.parent))
+    root = env.get("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT")
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            [str(exe), "start", "--no-browser", "--internal-host", "127.0.0.1", "--port", str(port),
-             "--data-dir", str(data_dir)],
+            ["bash", str(REPO_ROOT / "scripts" / "labelstudio"), "start", "--port", str(port),
+             "--data-dir", str(data_dir), *(["--document-root", root] if root else [])],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
             preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )

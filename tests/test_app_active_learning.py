@@ -74,7 +74,7 @@ def app_url(loop_dataset, label_studio) -> Iterator[str]:
 
 
 @pytest.mark.browser
-def test_active_learning_panel_shows_the_curve_and_ingests(app_url: str, loop_dataset) -> None:
+def test_active_learning_panel_shows_the_curve_and_ingests(app_url: str, loop_dataset, label_studio) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     from active_learning.loop import simulate_annotations
@@ -82,6 +82,7 @@ def test_active_learning_panel_shows_the_curve_and_ingests(app_url: str, loop_da
 
     require_chromium()
     dataset, client, project_id, first, second = loop_dataset
+    label_studio_url = label_studio.url
     expected = active_learning_data(dataset)
     assert expected["traces"][0]["x"] == [INITIAL]
     wait = PANEL_TIMEOUT_MS
@@ -106,12 +107,17 @@ def test_active_learning_panel_shows_the_curve_and_ingests(app_url: str, loop_da
             drawn = plot.evaluate("el => el.data.map(t => ({name: t.name, x: t.x, y: t.y}))")
             assert drawn == [{"name": "margin", "x": [INITIAL], "y": [round(first.accuracy, 4)]}], drawn
 
-        with steps.step("the rounds table shows round 0 done and round 1 waiting with 0 of 20 annotated"):
+        with steps.step("the rounds table shows round 0 done and round 1 waiting, its tasks all pre-annotated"):
             rows = table.locator("tbody tr")
             expect(rows).to_have_count(2, timeout=wait)
             expect(rows.nth(0)).to_contain_text("done", timeout=wait)
             expect(rows.nth(1)).to_contain_text("annotate", timeout=wait)
-            expect(rows.nth(1)).to_contain_text(f"0/{BATCH}", timeout=wait)
+            expect(panel).to_contain_text(f"Round 1 annotation: 0 annotated, 0 skipped, 0 ingested of {BATCH} "
+                                          f"pushed ({BATCH} pre-annotated)", timeout=wait)
+
+        with steps.step("the header links to the Label Studio project"):
+            link = panel.locator(f'a[href="{label_studio_url}/projects/{project_id}/data"]')
+            expect(link).to_have_text(f"Label Studio project {project_id}", timeout=wait)
 
         with steps.step(f"save the screenshot to {SCREENSHOT}"):
             page.wait_for_timeout(500)
@@ -133,11 +139,13 @@ def test_active_learning_panel_shows_the_curve_and_ingests(app_url: str, loop_da
             note = page.get_by_text(re.compile(r"Ingested \d+ new annotations|Label Studio at |rror")).first
             expect(note).to_be_visible(timeout=wait)
             assert f"Ingested {BATCH} new annotations" in note.inner_text(), note.inner_text()
-            expect(table.locator("tbody tr").nth(1)).to_contain_text(f"{BATCH}/{BATCH}", timeout=wait)
+            expect(panel).to_contain_text(f"{BATCH} annotated, 0 skipped, {BATCH} ingested of {BATCH} pushed",
+                                          timeout=wait)
 
-        with steps.step("after Refresh the table counts the annotations"):
+        with steps.step("after Refresh the panel still counts the annotations"):
             panel.get_by_role("button", name="Refresh", exact=True).click()
-            expect(table.locator("tbody tr").nth(1)).to_contain_text(f"{BATCH}/{BATCH}", timeout=wait)
+            expect(panel).to_contain_text(f"{BATCH} annotated, 0 skipped, {BATCH} ingested of {BATCH} pushed",
+                                          timeout=wait)
 
         steps.report_page_errors()
 

@@ -5,10 +5,12 @@ five samples labeled ``a`` are confidently ``b``. ``find_label_issues`` runs bef
 the panel from the grid's "+" menu and checks, in the browser, the pairs bar chart, the noise-matrix heatmap and the
 table of worst suspects; that the view buttons change the App's view (stages in the view bar, the grid's count and
 order); then it ticks the first planted samples in the grid, presses "Accept suggested label" and checks in MongoDB
-that exactly those samples changed, with the old label in ``label_history``.
+that exactly those samples changed, with the old label in ``label_history``; then it presses "Undo last change"
+and checks that the grid, the table and MongoDB show the old labels again, with both changes in the history.
 
-Screenshots: ``test-artifacts/label_issues_panel.png`` (after render) and ``label_issues_after_accept.png``; on
-failure ``label_issues_failure.png``/``.html`` and the App's log ``label_issues_app.log``.
+Screenshots: ``test-artifacts/label_issues_panel.png`` (after render), ``label_issues_after_accept.png`` and
+``label_issues_after_undo.png``; on failure ``label_issues_failure.png``/``.html`` and the App's log
+``label_issues_app.log``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from app_browser_helpers import (ARTIFACTS, PANEL_TIMEOUT_MS, BrowserSteps, chro
 PREFIX = "label_issues"
 SCREENSHOT = ARTIFACTS / f"{PREFIX}_panel.png"
 SCREENSHOT_AFTER = ARTIFACTS / f"{PREFIX}_after_accept.png"
+SCREENSHOT_UNDO = ARTIFACTS / f"{PREFIX}_after_undo.png"
 APP_LOG = ARTIFACTS / f"{PREFIX}_app.log"
 
 CLASSES = ["a", "b", "c"]
@@ -142,7 +145,7 @@ def wait_for_value(get, expected, timeout_ms: int, what: str, interval_ms: int =
 
 
 @pytest.mark.browser
-def test_label_issues_panel_plots_ranks_and_accepts(app_url: str, planted_images) -> None:
+def test_label_issues_panel_plots_ranks_accepts_and_undoes(app_url: str, planted_images) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     from curation_app.label_issues import label_issues_data
@@ -162,7 +165,7 @@ def test_label_issues_panel_plots_ranks_and_accepts(app_url: str, planted_images
 
     with sync_playwright() as playwright, chromium_page(playwright, wait) as page:
         steps = BrowserSteps(page, PREFIX, APP_LOG)
-        steps.clear_stale_artifacts(SCREENSHOT, SCREENSHOT_AFTER)
+        steps.clear_stale_artifacts(SCREENSHOT, SCREENSHOT_AFTER, SCREENSHOT_UNDO)
         open_app(page, steps, app_url)
         panel = open_panel(page, steps, "label_issues", "Label issues")
         plots = panel.locator(".js-plotly-plot")
@@ -177,7 +180,7 @@ def test_label_issues_panel_plots_ranks_and_accepts(app_url: str, planted_images
             expect(panel).not_to_contain_text("too weak", timeout=wait)
             expect(panel).to_contain_text(f"Probabilities: {PROBABILITIES}; seeds 0, 1.", timeout=wait)
             for name in ("Show ranked suspects", "Show flagged only", "Refresh", "Tag selected",
-                         "Accept suggested label", "Send to review"):
+                         "Accept suggested label", "Undo last change", "Send to review"):
                 expect(panel.get_by_role("button", name=name, exact=True)).to_be_visible(timeout=wait)
 
         with steps.step("the pairs bar chart shows 'a → b' as its tallest bar"):
@@ -272,23 +275,54 @@ def test_label_issues_panel_plots_ranks_and_accepts(app_url: str, planted_images
             page.screenshot(path=str(SCREENSHOT_AFTER))
             assert SCREENSHOT_AFTER.stat().st_size > 20_000, "the screenshot is suspiciously small"
 
+        with steps.step("MongoDB holds the accepted labels, the old ones in label_history"):
+            dataset.reload()
+            ids, labels, suggested, histories = dataset.values(["id", "ground_truth.label", "label_issue_suggested",
+                                                                "label_history"])
+            changed = {i for i, label in zip(ids, labels) if label != labels_before[i]}
+            assert changed == set(selected), f"changed {changed}, selected {selected}"
+            for sample_id, label, suggestion, history in zip(ids, labels, suggested, histories):
+                if sample_id not in changed:
+                    assert not history, f"{sample_id} has a history but was not selected"
+                    continue
+                assert label == suggestion == "b"
+                assert len(history) == 1, history
+                entry = history[-1]
+                assert (entry["field"], entry["old"], entry["new"], entry["source"]) == (
+                    "ground_truth", "a", "b", "label_issues_panel"), entry
+                assert entry["who"] and entry["when"] and entry["why"], entry
+
+        with steps.step("'Undo last change' gives the accepted samples their old labels back and says so"):
+            undo = panel.get_by_role("button", name="Undo last change", exact=True)
+            undo.scroll_into_view_if_needed()
+            undo.click()
+            expect(page.get_by_text(f"{NUM_ACCEPTED} samples: b → a ({NUM_ACCEPTED}). Both labels stay in "
+                                    "label_history.")).to_be_visible(timeout=wait)
+            wait_for_value(lambda: tile_texts(tiles, TILE_LABEL, NUM_PLANTED), ["a"] * NUM_PLANTED, wait,
+                           "the labels of the first grid tiles after the undo")
+            rows = table.locator("tbody tr")
+            for position in range(NUM_PLANTED):
+                expect(rows.nth(position).locator("td").nth(3)).to_have_text("a", timeout=wait)
+
+        with steps.step(f"save the screenshot to {SCREENSHOT_UNDO}"):
+            undo.scroll_into_view_if_needed()
+            page.wait_for_timeout(500)
+            page.screenshot(path=str(SCREENSHOT_UNDO))
+            assert SCREENSHOT_UNDO.stat().st_size > 20_000, "the screenshot is suspiciously small"
+
         steps.report_page_errors()
 
+    # The undo is a change of its own: the accepted label (a human's decision) stays recorded.
     dataset.reload()
-    ids, labels, suggested, histories = dataset.values(["id", "ground_truth.label", "label_issue_suggested",
-                                                        "label_history"])
-    changed = {i for i, label in zip(ids, labels) if label != labels_before[i]}
-    assert changed == set(selected), f"changed {changed}, selected {selected}"
-    for sample_id, label, suggestion, history in zip(ids, labels, suggested, histories):
-        if sample_id not in changed:
+    ids, labels, histories = dataset.values(["id", "ground_truth.label", "label_history"])
+    assert dict(zip(ids, labels)) == labels_before, "every label is back to what it was"
+    for sample_id, history in zip(ids, histories):
+        if sample_id not in selected:
             assert not history, f"{sample_id} has a history but was not selected"
             continue
-        assert label == suggestion == "b"
-        assert len(history) == 1, history
-        entry = history[-1]
-        assert (entry["field"], entry["old"], entry["new"], entry["source"]) == ("ground_truth", "a", "b",
-                                                                                 "label_issues_panel"), entry
-        assert entry["who"] and entry["when"] and entry["why"], entry
+        assert [(h["old"], h["new"], h["source"]) for h in history] == [("a", "b", "label_issues_panel"),
+                                                                         ("b", "a", "undo")], history
+        assert history[-1]["undoes"] == history[0]["change"] and history[-1]["who"], history
 
 
 WEAK_SCREENSHOT = ARTIFACTS / f"{PREFIX}_weak_model.png"

@@ -580,6 +580,18 @@ def test_compute_bias_finds_the_dark_slice_and_writes_fields_and_run(shapes) -> 
     text = format_bias_report(loaded)
     assert "image_brightness < " in text and "significantly worse" in text
     assert "10 labeled without model outputs" in text and "Out-of-sample accuracy" in text
+    # The worse slice's difference from the rest is negative, with its sign and unit (issue 15).
+    top_line = next(line for line in text.splitlines() if line.strip().startswith(top.label))
+    points = f"{100 * (top.accuracy - top.rest_accuracy):+.1f} pts"
+    assert points.startswith("-") and f"{points} vs rest ({top.rest_accuracy:.3f})" in top_line
+
+
+def test_points_vs_rest_signs_a_worse_slice_negative() -> None:
+    from curation_checks.bias_report import points_vs_rest
+
+    assert points_vs_rest(0.20, 0.869) == "-66.9 pts"  # the slice of issue 15: 67 points worse than the rest
+    assert points_vs_rest(0.95, 0.90) == "+5.0 pts"
+    assert points_vs_rest(None, 0.9) == points_vs_rest(float("nan"), 0.9) == "n/a"
 
 
 def test_image_statistics_are_cached_and_views_work(shapes) -> None:

@@ -36,15 +36,25 @@ def test_bias_operator_and_panel_data(shapes) -> None:  # noqa: F811
     # Charts: class distribution and per-class bars over the classes, intervals around each slice's accuracy.
     assert data["distribution"][0]["x"] == list(shapes.default_classes) and sum(data["distribution"][0]["y"]) == 230
     assert [t["name"] for t in data["f1"]] == ["precision", "recall", "F1"]
-    slices = data["intervals"][0]
+    slices, groups = data["intervals"]
     worst = data["slice_specs"][0]
-    assert slices["y"][-1] == worst["label"], "the worst slice is drawn at the top"
+    assert slices["customdata"][-1][0] == worst["label"], "the worst slice is drawn at the top"
     assert slices["x"][-1] - slices["error_x"]["arrayminus"][-1] == pytest.approx(worst["ci_low"])
     assert slices["x"][-1] + slices["error_x"]["array"][-1] == pytest.approx(worst["ci_high"])
     assert sum(map(sum, data["confusion"][0]["z"])) == 220
+    # Every row has its own tick, bottom to top (groups, then slices): none is skipped for lack of room.
+    axis = data["interval_axis"]
+    rows = len(slices["y"]) + len(groups["y"])
+    assert sorted(groups["y"] + slices["y"]) == axis["tickvals"] == list(range(rows))
+    assert axis["labels"][-1] == worst["label"] and len(axis["ticktext"]) == rows
+    assert axis["height"] >= 40 * rows
+    assert all(len(line) <= 36 for tick in axis["ticktext"] for line in tick.split("<br>"))
 
     # The table rows carry what the row action needs to set the App's view to the slice.
     assert data["slices"][0]["slice"] == worst["label"] and data["slices"][0]["significant"] == "yes"
+    # "vs rest" is the slice's accuracy minus the rest's: negative for a worse slice (issue 15).
+    points = f"{100 * (worst['accuracy'] - worst['rest_accuracy']):+.1f} pts"
+    assert points.startswith("-") and data["slices"][0]["vs_rest"] == points
     assert worst["field"] == "image_brightness"
     members = slice_view(shapes, worst)
     assert len(members.exists("model_prediction")) == worst["size"]
@@ -97,3 +107,29 @@ def test_drift_operator_refuses_bad_views(standard) -> None:  # noqa: F811
     ok = resolve_inputs(f"{PLUGIN}/compute_drift", standard.name,
                         params={"reference": "tag:reference", "target": "batch:batch_id"})
     assert not error_views(ok)
+
+
+def test_interval_chart_tick_labels_fit() -> None:
+    from curation_app.bias_panel import TICK_LINE_CHARS, tick_label
+
+    crossed = "image_brightness < 0.27 & ground_truth.label = 'cross'"
+    assert tick_label(crossed) == "image_brightness < 0.27 &<br>ground_truth.label = 'cross'"
+    long = "ground_truth.label = 'a class name far too long for the axis'"
+    cut = tick_label(long)
+    assert len(cut) == TICK_LINE_CHARS and cut.endswith("…") and long.startswith(cut[:-1])
+    assert tick_label("group 0") == "group 0"
+
+
+def test_overview_names_the_drift_figures(standard) -> None:  # noqa: F811
+    from curation_app.overview_panel import named_figures, overview_data
+    from curation_checks.drift_report import compute_drift
+
+    compute_drift(standard, "tag:reference", "batch:batch_id", n_permutations=100)
+    figures = {r["key"]: r["figures"] for r in overview_data(standard)["runs"]}["drift"]
+    assert "batches drifted=2 of 4" in figures
+    assert "reference rows (OOD neighbours)=300" in figures and "reference samples=300" in figures
+    assert "num_reference" not in figures and "ood" not in figures.replace("OOD", "")
+    # a run stored before the rename reads the same
+    assert named_figures("drift", {"num_reference_ood": 1500}) == {"reference rows (OOD neighbours)": 1500}
+    # other kinds keep their stored names
+    assert named_figures("check", {"summary": {"num_labeled": 7}}) == {"num_labeled": 7}

@@ -152,3 +152,77 @@ def test_label_errors_report_computes_probabilities_when_missing(dataset_name, c
             "1 px)") in disjoint.stdout
     overlap = run_cli(["label-errors", dataset_name, "--fit-tag", "train", "--recompute", "--epochs", "1"], cli_env)
     assert overlap.returncode == 2 and "both scored and trained on" in overlap.stderr
+
+
+def _tiny_image_folder(root):
+    """120 grayscale 16x16 PNGs in 3 classes (brightness by class, plus noise): imported 60 train, 30 pool, 30 test."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for k, name in enumerate(("dark", "mid", "light")):
+        (root / name).mkdir(parents=True)
+        for i in range(40):
+            pixels = np.clip(40 + 80 * k + rng.normal(0, 25, (16, 16)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels, mode="L").save(root / name / f"{i:02d}.png")
+    return root
+
+
+def test_label_errors_without_tag_scores_what_the_model_run_scored_and_says_so(dataset_name, cli_env, tmp_path):
+    """Issue 15: right after `curation model`, `label-errors` without --tag scores the train samples that have
+    out-of-sample probabilities instead of starting a K-fold over all samples; before any training it says what
+    and why."""
+    import fiftyone as fo
+
+    folder = _tiny_image_folder(tmp_path / "imgs")
+    imported = run_cli(["import", "--name", dataset_name, "--data", str(folder), "--test-fraction", "0.25",
+                        "--pool-fraction", "0.25"], cli_env)
+    assert imported.returncode == 0, imported.stderr[-2000:]
+    dataset = fo.load_dataset(dataset_name)
+    assert dataset.count_sample_tags() == {"train": 60, "pool": 30, "test": 30}
+
+    # No model run yet: the training is announced (why, what, over how many) before it starts.
+    first = run_cli(["label-errors", dataset_name, "--tag", "test", "--folds", "2", "--epochs", "1", "--top", "3"],
+                    cli_env)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "Label issues: scoring the 30 samples tagged test." in first.stdout
+    assert ("No out-of-sample probabilities for these 30 labeled samples: training 2 folds and a final model over "
+            "these 30 labeled samples (recipe fast, 1 epoch; no earlier run of this network to tell how long it "
+            "takes).") in first.stdout
+    assert first.stdout.index("Label issues: scoring") < first.stdout.index("No out-of-sample probabilities")
+
+    model = run_cli(["model", dataset_name, "--folds", "2", "--epochs", "1"], cli_env)
+    assert model.returncode == 0, model.stderr[-2000:]
+    dataset.reload()
+    train = dataset.match_tags("train")
+    for field in ("label_issue_rank", "label_issue_score"):  # forget the first scoring: only the next ones count
+        dataset.delete_sample_field(field)
+    assert len(train.exists("model_probs")) == 60 and len(dataset.match_tags("pool").exists("model_probs")) == 0
+
+    default = run_cli(["label-errors", dataset_name, "--top", "3"], cli_env)
+    assert default.returncode == 0, default.stderr[-2000:]
+    created = re.escape(fo.load_dataset(dataset_name).get_run_info("curation_model").config.created_at[:10])
+    assert re.search(r"Label issues: scoring the 60 samples tagged train that have out-of-sample probabilities from "
+                     rf"the model run of {created} \d\d:\d\d UTC; use --tag/--all to choose\.", default.stdout), \
+        default.stdout
+    assert "existing out-of-sample probabilities" in default.stdout
+    assert "training" not in default.stdout.lower() and "Recomputed" not in default.stdout
+    dataset.reload()
+    assert set(dataset.exists("label_issue_rank").values("id")) == set(train.values("id")), "train only"
+
+    tagged = run_cli(["label-errors", dataset_name, "--tag", "train", "--top", "3"], cli_env)
+    assert tagged.returncode == 0 and "Label issues: scoring the 60 samples tagged train." in tagged.stdout
+    assert "training" not in tagged.stdout.lower()
+
+    # --all asks for every sample: the pool ones have no probabilities, so it trains, and says so first, with a time
+    # judged by the model run above.
+    everything = run_cli(["label-errors", dataset_name, "--all", "--top", "3"], cli_env)
+    assert everything.returncode == 0, everything.stderr[-2000:]
+    assert "Label issues: scoring all 120 samples." in everything.stdout
+    assert re.search(r"No out-of-sample probabilities for 30 of these 120 labeled samples: training 2 folds and a "
+                     r"final model over these 120 labeled samples \(recipe fast, 1 epoch; about \d+ s, judging by "
+                     rf"the model run of {created} \d\d:\d\d UTC\)\.", everything.stdout), everything.stdout
+    dataset.reload()
+    assert len(dataset.exists("label_issue_rank")) == 120
+    both = run_cli(["label-errors", dataset_name, "--all", "--tag", "train"], cli_env)
+    assert both.returncode == 2 and "Give --tag or --all, not both." in both.stderr

@@ -405,3 +405,89 @@ def test_euclidean_ood_metric_is_used_recorded_and_reloaded(standard) -> None:
     # The stored scores are the Euclidean ones: the planted far rows of batch 10 lie above the threshold.
     far = standard.match({"batch_id": 10}).sort_by(SCORE_FIELD, reverse=True).limit(8)
     assert all(score > euclidean.ood_threshold for score in far.values(SCORE_FIELD))
+
+
+# -- the label-shift verdict on a real classifier (issue 15: "Shirt 0.10 -> 0.30" for an unshifted batch) ----------
+def _fashion_dataset(name: str, folder: Path) -> fo.Dataset:
+    """Fashion-MNIST test images as PNGs with a real classifier's outputs: a 2,000-image reference, two unshifted
+    batches of 300 drawn at random from the same test set, and a batch of 500 with Shirt planted at 30%."""
+    from PIL import Image
+
+    from fashion_outputs import CLASSES as FASHION_CLASSES, SHIRT, fashion_outputs, planted
+
+    outputs = fashion_outputs()
+    rng = np.random.default_rng(7)
+    order = rng.permutation(len(outputs.labels))
+    groups = {"reference": order[:2000], "1": order[2000:2300], "2": order[2300:2600]}
+    groups["3-shirt"] = planted(order[2600:], outputs.labels, 500, SHIRT, 0.30, rng)
+    folder.mkdir(parents=True, exist_ok=True)
+    samples = []
+    for group, rows in groups.items():
+        for row in rows:
+            path = folder / f"{row}.png"
+            Image.fromarray(outputs.images[row]).save(path)
+            sample = fo.Sample(filepath=str(path), model_probs=outputs.probs[row].tolist(),
+                               model_embedding=outputs.embeddings[row].tolist(),
+                               ground_truth=fo.Classification(label=FASHION_CLASSES[outputs.labels[row]]))
+            if group == "reference":
+                sample.tags = ["reference"]
+            else:
+                sample["batch_id"] = group
+            samples.append(sample)
+    dataset = fo.Dataset(name)
+    dataset.add_samples(samples)
+    dataset.default_classes = list(FASHION_CLASSES)
+    return dataset
+
+
+def test_prior_change_is_called_out_only_when_significant_on_fashion_mnist(dataset_name, tmp_path) -> None:
+    dataset = _fashion_dataset(dataset_name, tmp_path / "fashion")
+    report = compute_drift(dataset, "tag:reference", "batch:batch_id", n_permutations=50)
+    by_name = {b.name: b for b in report.batches}
+    assert list(by_name) == ["1", "2", "3-shirt"]
+    assert report.reference_prior[6] == pytest.approx(0.10, abs=0.02)  # Shirt, as in the report
+
+    for name in ("1", "2"):  # unshifted: the estimate moves by chance, and nothing is called out
+        batch = by_name[name]
+        assert batch.largest_prior_change["significant"] is False and not any(batch.prior_change_significant)
+        assert batch.largest_prior_change["max_margin"] > 0.05, "a 300-image estimate has a wide chance margin"
+    planted_batch = by_name["3-shirt"]
+    change = planted_batch.largest_prior_change
+    assert change["class"] == "Shirt" and change["significant"] and change["reliable"]
+    assert change["estimate"] == pytest.approx(0.30, abs=0.15) and change["change"] > change["margin"]
+    assert planted_batch.prior_change_significant[6]
+
+    text = format_drift_report(report)
+    print(text)
+    rows = text.splitlines()
+    table = rows[rows.index(next(line for line in rows if line.startswith("batch "))) + 1:-1]
+    lines = {line.split()[0]: line for line in table}
+    for name in ("1", "2"):
+        assert "none significant (chance up to ±" in lines[name] and "->" not in lines[name]
+    assert f"Shirt {change['reference']:.2f} -> {change['estimate']:.2f} (significant; chance ±" in lines["3-shirt"]
+    assert "called out only beyond the chance margin" in text
+
+    # The Drift panel: the heatmap colours only significant cells; every cell still shows its estimate.
+    from curation_app.drift_panel import drift_panel_data
+
+    heatmap = drift_panel_data(dataset)["prior"][0]
+    assert heatmap["y"] == ["1", "2", "3-shirt"] and heatmap["x"][6] == "Shirt"
+    assert all(value == 0 for row in heatmap["z"][:2] for value in row)
+    assert heatmap["z"][2][6] == pytest.approx(change["change"]) and heatmap["text"][2][6].endswith("*")
+    assert all(len(cell.rstrip("*")) == 5 for row in heatmap["text"] for cell in row)  # "+0.03": 2 decimals
+    assert "not significant" in heatmap["customdata"][0][6]
+
+
+def test_reports_stored_before_the_renames_still_load(standard) -> None:
+    compute_drift(standard, "tag:reference", "batch:batch_id", n_permutations=20)
+    config, results = load_run(standard, RUN_KEY)
+    old = dict(results)
+    old["num_reference_ood"] = old.pop("num_reference_neighbours")
+    old["batches"] = [{k: v for k, v in b.items() if not k.startswith("prior_change_")} for b in old["batches"]]
+    for batch in old["batches"]:
+        batch["largest_prior_change"] = {k: batch["largest_prior_change"][k] for k in ("class", "reference",
+                                                                                       "estimate")}
+    report = DriftReport.from_dict({**old, **config})
+    assert report.num_reference_neighbours == 300
+    assert report.batches[0].prior_change_significant is None
+    assert "(not tested; rerun drift)" in format_drift_report(report)

@@ -42,11 +42,14 @@ def test_set_labels_keeps_old_value_and_provenance(small_dataset):
     again = set_labels(small_dataset, {ids[0]: "fox"}, user="alice")
     assert again == 0 and len(small_dataset[ids[0]][HISTORY_FIELD]) == 1
 
-    assert undo_last_change(small_dataset, [ids[0]], user="bob") == 1
+    undone = undo_last_change(small_dataset, [ids[0]], user="bob")
+    assert undone.num_reverted == 1 and undone.reverted == {ids[0]: ("fox", "cat")}
     sample = small_dataset[ids[0]]
     assert sample.ground_truth.label == "cat"
     assert [h["new"] for h in sample[HISTORY_FIELD]] == ["fox", "cat"]
     assert sample[HISTORY_FIELD][-1]["who"] == "bob"
+    assert sample[HISTORY_FIELD][-1]["undoes"] == sample[HISTORY_FIELD][0]["change"]
+    assert undo_last_change(small_dataset, [ids[0]]).num_reverted == 0, "the undone change is not undone twice"
 
 
 def test_unknown_class_or_sample_changes_nothing(small_dataset):
@@ -66,3 +69,71 @@ def test_review_queue_is_idempotent_and_ordered(small_dataset):
     queued = review_queue(small_dataset)
     assert set(queued.values("id")) == set(ids[:4])
     assert set(queued.values("review_reason")) == {"suspected label error"}
+
+
+def _history(dataset, sample_id):
+    return [(h["old"], h["new"], h["source"]) for h in dataset[sample_id][HISTORY_FIELD] or []]
+
+
+def test_undo_without_ids_reverts_the_last_change_of_the_dataset_and_walks_back(small_dataset):
+    ids = small_dataset.values("id")  # labels cat, dog, cat, dog, cat, dog
+    set_labels(small_dataset, {ids[0]: "fox", ids[2]: "fox"}, why="accepted", source="panel", user="alice")
+    set_labels(small_dataset, {ids[1]: "fox", ids[3]: "cat", ids[5]: "cat"}, why="accepted", source="panel")
+    set_labels(small_dataset, {ids[4]: "dog"}, why="round 1", source="label_studio")
+
+    last = undo_last_change(small_dataset, source="panel", user="bob")
+    assert last.reverted == {ids[1]: ("fox", "dog"), ids[3]: ("cat", "dog"), ids[5]: ("cat", "dog")}
+    assert last.transitions == [("cat", "dog", 2), ("fox", "dog", 1)]
+    assert last.describe() == "3 samples: cat → dog (2), fox → dog (1)"
+    assert last.change["source"] == "panel" and last.skipped == 0
+    assert small_dataset.values("ground_truth.label") == ["fox", "dog", "fox", "dog", "dog", "dog"]
+    # The undone label stays recorded: the undo is a change of its own.
+    assert _history(small_dataset, ids[3]) == [("dog", "cat", "panel"), ("cat", "dog", "undo")]
+    assert small_dataset[ids[3]][HISTORY_FIELD][-1]["who"] == "bob"
+
+    before = undo_last_change(small_dataset, source="panel")
+    assert before.reverted == {ids[0]: ("fox", "cat"), ids[2]: ("fox", "cat")}, "the next undo walks back"
+    assert before.change["who"] == "alice"
+    assert undo_last_change(small_dataset, source="panel").num_reverted == 0, "nothing of the panel is left"
+    assert small_dataset[ids[4]].ground_truth.label == "dog", "another source's change is not touched"
+    everything = undo_last_change(small_dataset)
+    assert everything.reverted == {ids[4]: ("dog", "cat")}
+    assert small_dataset.values("ground_truth.label") == ["cat", "dog"] * 3
+
+
+def test_undo_never_overwrites_a_later_label(small_dataset):
+    ids = small_dataset.values("id")
+    set_labels(small_dataset, {ids[0]: "fox", ids[2]: "fox"}, source="panel")
+    set_labels(small_dataset, {ids[0]: "dog"}, why="a human in Label Studio", source="label_studio")
+    undone = undo_last_change(small_dataset, source="panel")
+    assert undone.reverted == {ids[2]: ("fox", "cat")} and undone.skipped == 1
+    assert small_dataset[ids[0]].ground_truth.label == "dog", "the later human label stays"
+    # A change whose every sample was relabeled since is passed over, not reported forever.
+    set_labels(small_dataset, {ids[1]: "fox"}, source="panel")
+    set_labels(small_dataset, {ids[1]: "cat"}, source="label_studio")
+    assert undo_last_change(small_dataset, source="panel").num_reverted == 0
+    # Per sample: the latest standing change is the other source's, so nothing of the panel's is reverted.
+    assert undo_last_change(small_dataset, [ids[0]], source="panel").skipped == 0
+    assert small_dataset[ids[0]].ground_truth.label == "dog"
+
+
+def test_undo_of_entries_from_before_change_ids(small_dataset):
+    """Histories written before ``change`` ids existed group by time, who, source and why."""
+    ids = small_dataset.values("id")
+    entry = {"field": "ground_truth", "who": "alice", "when": "2024-01-01T00:00:00+00:00", "why": "accepted",
+             "source": "panel"}
+    import fiftyone as fo
+
+    small_dataset.set_values(HISTORY_FIELD, {ids[0]: [{**entry, "old": "cat", "new": "fox"}],
+                                             ids[1]: [{**entry, "old": "dog", "new": "fox"}]}, key_field="id")
+    small_dataset.set_values("ground_truth", {ids[0]: fo.Classification(label="fox"),
+                                              ids[1]: fo.Classification(label="fox")}, key_field="id")
+    undone = undo_last_change(small_dataset, source="panel")
+    assert undone.reverted == {ids[0]: ("fox", "cat"), ids[1]: ("fox", "dog")}
+    assert small_dataset.values("ground_truth.label")[:2] == ["cat", "dog"]
+    assert undo_last_change(small_dataset, source="panel").num_reverted == 0
+
+
+def test_undo_on_a_dataset_without_history_does_nothing(small_dataset):
+    undone = undo_last_change(small_dataset)
+    assert undone.num_reverted == 0 and undone.skipped == 0 and undone.change is None

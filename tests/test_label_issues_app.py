@@ -205,3 +205,148 @@ def test_accept_refuses_unsure_suggestions_and_says_why(planted):
     dataset.reload()
     assert dataset[wrong[0]].ground_truth.label == "a" and not dataset[wrong[0]].label_history
     assert dataset[wrong[1]].ground_truth.label == "b" and dataset[wrong[1]].label_history[-1]["old"] == "a"
+
+
+# -- undoing the last accepted change ------------------------------------------------------------------------------
+def _accept(dataset, sample_ids) -> dict:
+    import fiftyone.operators as foo
+
+    result = foo.execute_operator(f"{PLUGIN}/accept_suggested_labels",
+                                  ctx={"dataset": dataset.name, "selected": list(sample_ids), "params": {}})
+    assert result.error is None, result.error
+    return result.result
+
+
+def _require_undo_operator() -> None:
+    """FiftyOne registers only the operators ``fiftyone.yml`` names."""
+    from test_plugin import manifest
+
+    assert "undo_label_change" in manifest()["operators"], "fiftyone.yml must list the operator undo_label_change"
+
+
+def _undo_in_panel(dataset):
+    """Press the panel's "Undo last change" (its ``undo_last`` method, as the App's button calls it)."""
+    import fiftyone.operators as foo
+
+    return foo.execute_operator(f"{PLUGIN}/label_issues", ctx={"dataset": dataset.name, "params": {
+        "__method__": "undo_last", "panel_id": "test-panel", "state": {"label_field": "ground_truth"}}})
+
+
+def test_undo_reverts_the_last_accepted_change_and_keeps_both_labels(planted):
+    import fiftyone.operators as foo
+
+    from curation_app.label_issues import label_issues_data
+
+    _require_undo_operator()
+    dataset, wrong = planted
+    assert foo.execute_operator(f"{PLUGIN}/find_label_issues", ctx={"dataset": dataset.name, "params": {}},
+                                request_delegation=False).error is None
+    dataset.reload()
+    nothing = foo.execute_operator(f"{PLUGIN}/undo_label_change", ctx={"dataset": dataset.name, "params": {}})
+    assert nothing.error is None and nothing.result["reverted"] == 0
+    assert nothing.result["message"] == "Nothing to undo: no accepted suggestion is left to revert."
+
+    assert _accept(dataset, wrong[:2])["changed"] == 2
+    assert _accept(dataset, wrong[2:4])["changed"] == 2
+    undone = foo.execute_operator(f"{PLUGIN}/undo_label_change", ctx={"dataset": dataset.name, "params": {}})
+    assert undone.error is None, undone.error
+    assert undone.result["reverted"] == 2 and undone.result["transitions"] == [["b", "a", 2]]
+    assert "Undid the last accepted change (" in undone.result["message"]
+    assert "2 samples: b → a (2). Both labels stay in label_history." in undone.result["message"]
+    dataset.reload()
+    for sample_id in wrong[2:4]:  # the last accept is reverted; the undone label stays in the history
+        sample = dataset[sample_id]
+        assert sample.ground_truth.label == "a"
+        assert [(h["old"], h["new"], h["source"]) for h in sample.label_history] == [
+            ("a", "b", "label_issues_panel"), ("b", "a", "undo")]
+        assert sample.label_history[-1]["undoes"] == sample.label_history[0]["change"]
+    assert [dataset[i].ground_truth.label for i in wrong[:2]] == ["b", "b"], "the accept before stays"
+    given = {s["id"]: s["given"] for s in label_issues_data(dataset)["suspects"]}
+    assert [given[i] for i in wrong[:4]] == ["b", "b", "a", "a"], "the panel's table shows the labels back"
+
+    # The panel's button calls the same library function: it walks back to the accept before, then has nothing.
+    panel = _undo_in_panel(dataset)
+    assert panel.error is None, panel.error
+    dataset.reload()
+    assert [dataset[i].ground_truth.label for i in wrong] == ["a"] * 5
+    assert [h["source"] for h in dataset[wrong[0]].label_history] == ["label_issues_panel", "undo"]
+    assert _undo_in_panel(dataset).error is None
+    dataset.reload()
+    assert [len(dataset[i].label_history) for i in wrong[:4]] == [2] * 4, "nothing left to undo: nothing changes"
+
+
+def test_undo_leaves_a_sample_relabeled_since_alone(planted):
+    import fiftyone.operators as foo
+
+    from active_learning.label_history import set_labels
+
+    _require_undo_operator()
+    dataset, wrong = planted
+    assert foo.execute_operator(f"{PLUGIN}/find_label_issues", ctx={"dataset": dataset.name, "params": {}},
+                                request_delegation=False).error is None
+    assert _accept(dataset, wrong[:3])["changed"] == 3
+    set_labels(dataset, {wrong[0]: "c"}, why="Label Studio round 2", source="label_studio", user="annotator")
+    undone = foo.execute_operator(f"{PLUGIN}/undo_label_change", ctx={"dataset": dataset.name, "params": {}})
+    assert undone.result["reverted"] == 2 and undone.result["skipped"] == 1
+    assert "1 of its samples were relabeled since and keep their label." in undone.result["message"]
+    dataset.reload()
+    assert [dataset[i].ground_truth.label for i in wrong[:3]] == ["c", "a", "a"]
+
+
+# -- which samples are scored by default (issue 15) ----------------------------------------------------------------
+def test_the_default_scope_is_what_the_model_run_scored(planted):
+    import re
+
+    import fiftyone.operators as foo
+
+    from active_learning.model import Recipe
+    from active_learning.predictions import DEFAULT_RUN_KEY
+    from active_learning.runs import record_run
+    from curation_checks.pipelines import label_issues_scope, plan_probabilities
+    from test_plugin import resolve_inputs
+
+    dataset, wrong = planted
+    scope = label_issues_scope(dataset)
+    assert scope.default and scope.view is dataset and scope.description == "all 60 samples (no model run yet)"
+
+    # A model run over the 30 samples tagged train (as `curation model` makes): the others have no probabilities.
+    ids = dataset.values("id")
+    train_ids, others = ids[::2], ids[1::2]
+    dataset.select(train_ids).tag_samples("train")
+    dataset.set_values("model_probs", {i: None for i in others}, key_field="id")
+    record_run(dataset.match_tags("train"), DEFAULT_RUN_KEY,
+               {"kind": "model_outputs", "split": "kfold", "folds": 5, "seeds": [0, 1], "tta_px": 2,
+                "recipe": Recipe(seed=0).to_dict()}, {"num_scored": 30, "seconds": 20.0, "device": "cpu"})
+    scope = label_issues_scope(dataset)
+    assert scope.default and set(scope.view.values("id")) == set(train_ids)
+    assert re.fullmatch(r"the 30 samples tagged train that have out-of-sample probabilities from the model run "
+                        r"of \d{4}-\d\d-\d\d \d\d:\d\d UTC", scope.description), scope.description
+    assert label_issues_scope(dataset.match_tags("train")).description == "the 30 samples tagged train"
+    assert label_issues_scope(dataset.limit(10)).description == "the 10 samples of the view"
+    everything = label_issues_scope(dataset, all_samples=True)
+    assert not everything.default and everything.description == "all 60 samples" and everything.view is dataset
+    assert label_issues_scope(dataset, fit_view=dataset.match_tags("train")).description == "all 60 samples"
+
+    # All samples would train first; the plan says so, with a time scaled from the run (twice the images).
+    plan = plan_probabilities(dataset, device="cpu")
+    assert plan.train and plan.folds == 5 and plan.seeds == (0, 1) and plan.tta_px == 2
+    assert plan.estimated_seconds == pytest.approx(40.0)
+    assert plan.message.startswith("no out-of-sample probabilities for 30 of these 60 labeled samples: training 5 "
+                                   "folds x 2 seeds and a final model over these 60 labeled samples (recipe fast, "
+                                   "12 epochs; about 40 s, judging by the model run of "), plan.message
+    assert not plan_probabilities(scope.view).train, "the default scope reuses the run's probabilities"
+
+    # The App's operator: the form says what it will score and offers all samples; executing scores the default.
+    form = resolve_inputs(f"{PLUGIN}/find_label_issues", dataset.name).type.properties
+    assert form["scope"].view.label == f"Scores {scope.description} (filter the view or tick 'Score all samples' " \
+                                       "to choose)."
+    assert form["all_samples"].default is False
+    ticked = resolve_inputs(f"{PLUGIN}/find_label_issues", dataset.name, params={"all_samples": True})
+    assert ticked.type.properties["scope"].view.label == "Scores all 60 samples."
+    result = foo.execute_operator(f"{PLUGIN}/find_label_issues", ctx={"dataset": dataset.name, "params": {}},
+                                  request_delegation=False)
+    assert result.error is None, result.error
+    assert result.result["num_scored"] == 30 and result.result["trained"] == ""
+    assert result.result["scope"] == scope.description
+    dataset.reload()
+    assert set(dataset.exists("label_issue_rank").values("id")) == set(train_ids)

@@ -140,8 +140,10 @@ def test_kill_9_mid_round_then_resume(pool_dataset, client, label_studio):
     assert len(project_tasks(client, project_id)) == 30, "no duplicate tasks"
     pool_dataset.reload()
     assert len(pool_dataset.exists("al_label.label")) == 30, "no lost or duplicated labels"
-    status = run_cli(["al", "status", pool_dataset.name], env)
-    assert "round   0  random" in status.stdout and "labels     30" in status.stdout
+    status = run_cli(["al", "status", pool_dataset.name, "--ls-url", label_studio.url], env)
+    assert "round   0  random" in status.stdout and "trained on     30" in status.stdout
+    assert "pushed   30  annotated   30  skipped   0  ingested   30" in status.stdout
+    assert f"{label_studio.url}/projects/{project_id}/data" in status.stdout
 
 
 def test_a_loop_recorded_before_the_step_floor_keeps_training_without_it(pool_dataset):
@@ -225,3 +227,72 @@ def test_embedding_strategies_select_through_the_loop(pool_dataset, client, stra
     assert second.selected == [ids[i] for i in expected]
     assert len(set(second.selected)) == config.batch_size and not set(second.selected) & set(first.selected)
     assert np.isfinite(embeddings).all()
+
+
+def test_round_0_is_pre_annotated_by_the_dataset_model_and_review_tasks_show_the_suggestion(pool_dataset, client):
+    """Round 0 has no loop model yet: the dataset's fixed-model run (``curation model``) pre-annotates it; a review
+    sample's task pre-selects its suggested label and says what its label is now and why it is back."""
+    from active_learning.label_history import queue_for_review
+    from active_learning.model import named_recipe
+    from active_learning.predictions import compute_model_outputs
+
+    compute_model_outputs(pool_dataset.match_tags("train"), folds=2, recipe=named_recipe("fast", epochs=1))
+    suspect = pool_dataset.match_tags("train").first()
+    given = suspect.ground_truth.label
+    suggested = next(c for c in pool_dataset.default_classes if c != given)
+    suspect["label_issue_suggested"], suspect["label_issue_confidence"] = suggested, 0.93
+    suspect.save()
+    queue_for_review(pool_dataset, [suspect.id], "suspected label error")
+
+    config = LoopConfig(**{**CONFIG, "initial_size": 6}, project_title=f"p-{pool_dataset.name[-40:]}")
+    project_id = init_loop(pool_dataset, config, client)
+    state = run_round(pool_dataset, client)  # no annotator: pushes, then waits
+    assert state.step == "annotate" and state.predictions_from == "curation_model"
+    assert state.with_prediction == len(state.task_ids) == 7
+    tasks = {t.data["sample_id"]: t for t in project_tasks(client, project_id)}
+    for sample_id in state.selected:
+        (prediction,) = tasks[sample_id].predictions
+        assert prediction.model_version == "al_round_000" and 0 < prediction.score <= 1
+        assert prediction.result[0]["value"]["choices"][0] in pool_dataset.default_classes
+        assert "the model's guess" in tasks[sample_id].data["note"]
+    (review,) = tasks[suspect.id].predictions
+    assert review.result[0]["value"]["choices"] == [suggested] and review.score == pytest.approx(0.93)
+    note = tasks[suspect.id].data["note"]
+    assert f"labeled {given!r} now" in note and "suspected label error" in note and suggested in note
+    assert client.projects.get(project_id).model_version == "al_round_000", "the labeling view shows them"
+
+
+def test_skipped_tasks_complete_the_round_and_go_back_to_the_pool(pool_dataset, client):
+    from active_learning.loop import SimulatedAnnotator, candidates, ingest_current_round, round_progress
+
+    config = LoopConfig(**CONFIG, project_title=f"s-{pool_dataset.name[-40:]}")
+    project_id = init_loop(pool_dataset, config, client)
+    annotator = SimulatedAnnotator(skip_fraction=0.3, wrong_fraction=0.2, seed=3)
+    first = run_round(pool_dataset, client, simulate_field="ground_truth", annotator=annotator)
+    assert first.step == "done", "a round with skipped tasks completes"
+    assert 0 < len(first.skipped) < 30 and first.annotated == 30 - len(first.skipped)
+    assert first.predictions_from == "" and first.with_prediction == 0, "no model yet: nothing pre-selected"
+    pool_dataset.reload()
+    labeled = pool_dataset.exists("al_label.label")
+    assert set(labeled.values("id")) == set(first.selected) - set(first.skipped)
+    assert first.num_labeled == 30 - len(first.skipped)
+    wrong = sum(a != b for a, b in zip(*labeled.values(["al_label.label", "ground_truth.label"])))
+    assert 0 < wrong < len(labeled), "the annotator errs on purpose, and its answers are what is ingested"
+    assert set(first.skipped) <= set(candidates(pool_dataset, config, [first]).values("id")), "back in the pool"
+    figures = round_progress(pool_dataset, first)
+    assert (figures.pushed, figures.annotated, figures.skipped, figures.ingested) == (
+        30, 30 - len(first.skipped), len(first.skipped), 30 - len(first.skipped))
+
+    second = run_round(pool_dataset, client)  # waits: nothing annotated yet
+    assert second.predictions_from == "al_round_000" and second.with_prediction == len(second.task_ids) == 20
+    tasks = [t for t in project_tasks(client, project_id) if t.id in set(second.task_ids.values())]
+    assert all(t.predictions and t.predictions[0].model_version == "al_round_001" for t in tasks)
+    some = dict(list(second.task_ids.items())[:5])
+    for task_id in some.values():
+        client.annotations.create(task_id, result=[], was_cancelled=True)
+    report = ingest_current_round(pool_dataset, client)
+    assert report.skipped_tasks == len(first.skipped) + 5
+    pool_dataset.reload()
+    waiting = list_rounds(pool_dataset)[-1]
+    assert waiting.step == "annotate" and sorted(waiting.skipped) == sorted(some), "the ingest counted the skips"
+    assert round_progress(pool_dataset, waiting).open == 15

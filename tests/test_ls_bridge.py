@@ -39,6 +39,7 @@ from active_learning.ls_bridge import (
     local_files_url,
     majority,
     parse_labeling_config,
+    push_round_tasks,
     push_tasks,
     task_specs,
     validate_annotation,
@@ -377,12 +378,80 @@ def test_images_the_server_cannot_serve_fail_the_push_before_any_task(
     with pytest.raises(DataError, match="not below Label Studio's local-files document root"):
         push_tasks(client, project_id, specs, media="local-files", document_root=str(tmp_path / "elsewhere"))
     # "/" is not the server's document root: the storage is accepted, but the files are not found there
-    with pytest.raises(LabelStudioError, match="cannot serve the images.*LOCAL_FILES_DOCUMENT_ROOT.*upload"):
+    with pytest.raises(LabelStudioError) as raised:
         push_tasks(client, project_id, specs, media="local-files", document_root="/")
+    message = str(raised.value)
+    for fix in ("does not serve the images", "scripts/labelstudio start", "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED",
+                "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT", "--media upload"):
+        assert fix in message, (fix, message)
+    assert message.endswith(").") and "[...]" not in message, "the message ends with a whole sentence"
     assert not list(client.tasks.list(project=project_id))
     bad = [TaskSpec(specs[0].sample_id, specs[0].filepath, 0, predicted_label="Bag")]
     with pytest.raises(DataError, match=r"Predicted classes \['Bag'\]"):
         push_tasks(client, project_id, bad, media="upload")
+
+    # media "auto" on this local server: it cannot serve these files, so they are uploaded, and the result says so
+    result = push_round_tasks(client, project_id, specs, media="auto", document_root="/")
+    assert result.media == "upload" and result.pushed == 3 and "uploaded" in result.note
+    assert "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT" in result.note
+    task = client.tasks.get(result.task_ids[specs[0].sample_id])
+    assert "/data/upload/" in task.data["image"]
+    assert fetch_image(label_studio, client, task.data["image"]).content == Path(specs[0].filepath).read_bytes()
+
+
+@pytest.mark.labelstudio
+def test_every_task_shows_its_note_and_an_old_project_gets_the_note_line(
+    client, dataset_name: str, tmp_path: Path, label_studio: LabelStudioServer
+) -> None:
+    dataset = make_dataset(dataset_name, tmp_path, 2)
+    title = unique_title("note")
+    old_config = labeling_config(CLASSES).replace('  <Header value="$note" size="6"/>\n', "")
+    assert "$note" not in old_config
+    description = f"made before notes\n{ls_bridge.project_marker(dataset_name)}"
+    old = client.projects.create(title=title, description=description, label_config=old_config)
+    assert ensure_project(client, title, CLASSES, dataset_name) == old.id
+    upgraded = client.projects.get(old.id).label_config
+    assert '<Header value="$note"' in upgraded
+    assert parse_labeling_config(upgraded).classes == tuple(CLASSES), "same choices, same order"
+
+    ids, paths = dataset.values(["id", "filepath"])
+    specs = [TaskSpec(ids[0], paths[0], 0, predicted_label="Trouser", score=0.9, model_version="al_round_000",
+                      note="New sample. Pre-selected: 'Trouser' (90%)."),
+             TaskSpec(ids[1], paths[1], 0)]
+    result = push_round_tasks(client, old.id, specs, document_root=str(label_studio.local_files_root))
+    assert result.pushed == 2 and result.with_prediction == 1 and result.media == "local-files"
+    first, second = (client.tasks.get(result.task_ids[i]) for i in ids)
+    assert first.data["note"] == "New sample. Pre-selected: 'Trouser' (90%)."
+    assert second.data["note"] == "" and not second.predictions, "every task has the key the config shows"
+
+
+@pytest.mark.labelstudio
+def test_a_sample_pushed_again_in_a_later_round_gets_a_new_task_whose_label_wins(
+    client, dataset_name: str, tmp_path: Path, label_studio: LabelStudioServer
+) -> None:
+    dataset = make_dataset(dataset_name, tmp_path, 2)
+    root = str(label_studio.local_files_root)
+    project_id = ensure_project(client, unique_title("again"), CLASSES, dataset_name)
+    round0 = task_specs(dataset, round_index=0)
+    first = push_tasks(client, project_id, round0, document_root=root)
+    assert push_tasks(client, project_id, round0, document_root=root) == first, "one task per sample and round"
+    sample = round0[0].sample_id
+    client.annotations.create(first[sample], result=choice("Trouser"))
+    report = ingest(dataset, fetch_completed(client, project_id), "ground_truth", 0, project_id)
+    assert report.new == 1
+
+    # round 2 sends the same sample for review: a new task; until it is annotated the old label stays
+    again = push_tasks(client, project_id, [replace(round0[0], round_index=2)], document_root=root)
+    assert again[sample] != first[sample]
+    assert ingest(dataset, fetch_completed(client, project_id), "ground_truth", 2, project_id).new == 0
+    client.annotations.create(again[sample], result=choice("it's"))
+    report = ingest(dataset, fetch_completed(client, project_id), "ground_truth", 2, project_id)
+    assert report.new == 1 and report.changed == 1
+    dataset.reload()
+    assert dataset[sample].ground_truth.label == "it's"
+    assert dataset[sample][PROVENANCE_FIELD]["task_id"] == again[sample]
+    assert [(h["old"], h["new"]) for h in dataset[sample][HISTORY_FIELD]] == [
+        ("T-shirt/top", "Trouser"), ("Trouser", "it's")], "both human labels are kept"
 
 
 # ------------------------------------------------------------------------------------- annotations and ingest
@@ -434,6 +503,7 @@ def test_annotate_fetch_and_ingest_with_provenance_idempotently(
     assert [(a.task_id, a.annotation_id, a.reason) for a in completed.invalid] == [
         (task[3], bad.id, "class 'Bag' is not in the labeling config")]
     assert completed.cancelled_annotations == 2 and completed.skipped_tasks == 1
+    assert completed.skipped_task_ids == (task[2],), "the skipped task is named, so its round can return it"
     assert completed.unresolved_tasks == 1 and completed.foreign_tasks == 0
     by_task = {t.task_id: t for t in completed}
     assert by_task[task[1]].label == "a & b <c>" and by_task[task[1]].agreement == pytest.approx(2 / 3)
