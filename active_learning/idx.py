@@ -1,4 +1,4 @@
-"""Read MNIST-style IDX files (optionally gzipped), validating the header and the payload size."""
+"""Read MNIST-style IDX files (optionally gzipped), validating the header, the payload size and the class names."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import gzip
 import struct
 import zlib
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -13,6 +14,9 @@ from active_learning.errors import InputError
 
 IMAGES_MAGIC = 0x00000803
 LABELS_MAGIC = 0x00000801
+FASHION_MNIST_CLASSES = [
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+]
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -71,4 +75,53 @@ def read_idx_pair(images_path: str | Path, labels_path: str | Path) -> tuple[np.
         raise InputError(
             f"{labels_path} holds {labels.shape} labels for {len(images)} images in {images_path}: they do not match."
         )
+    if len(images) == 0:
+        raise InputError(f"IDX images file {images_path} holds 0 images: download it again, or remove the pair "
+                         "from the folder.")
+    if images.shape[1] == 0 or images.shape[2] == 0:
+        raise InputError(f"IDX images file {images_path} declares {images.shape[1]}x{images.shape[2]}-pixel images: "
+                         "an image needs at least one pixel; the file is damaged, download it again.")
     return images, labels
+
+
+def idx_class_names(directory: Path, classes: Sequence[str] | None, labels: dict[Path, np.ndarray]) -> list[str]:
+    """The class names of IDX files, checked against every label in them (not only the imported subset).
+
+    Known names (``classes``, ``classes.txt`` beside the files, Fashion-MNIST's for a folder named like it) must
+    cover every label; without names the classes are 0..max label, and a label value below the maximum that never
+    occurs (e.g. one stray 200 among 0..9) is refused rather than made into empty classes.
+    """
+    names, named_by = None, ""
+    classes_file = directory / "classes.txt"
+    if classes:
+        names, named_by = list(classes), "--classes"
+    elif classes_file.is_file():
+        names = [line.strip() for line in classes_file.read_text().splitlines() if line.strip()]
+        named_by = str(classes_file)
+    elif "fashion" in directory.resolve().name.lower():
+        names, named_by = list(FASHION_MNIST_CLASSES), "Fashion-MNIST's class names (the folder is named like it)"
+    top = max(int(values.max()) for values in labels.values())
+    if names is not None:
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates or not names:
+            raise InputError(f"The class names from {named_by} must be unique and not empty; repeated: "
+                             f"{', '.join(duplicates) or '-'}. Nothing was written.")
+        if top >= len(names):
+            path, values = next((p, v) for p, v in labels.items() if int(v.max()) == top)
+            raise InputError(
+                f"{path} holds label {top} (sample {int(np.argmax(values))}) but only {len(names)} class names are "
+                f"known, from {named_by}: labels must lie in 0..{len(names) - 1}. Fix the labels file, or name every "
+                "class. Nothing was written."
+            )
+        return names
+    present = np.zeros(top + 1, dtype=bool)
+    for values in labels.values():
+        present[values] = True
+    if not present.all():
+        absent = np.flatnonzero(~present)
+        raise InputError(
+            f"IDX labels go up to {top}, but {len(absent)} label value(s) below that never occur (e.g. "
+            f"{', '.join(str(v) for v in absent[:5])}): {top + 1} classes would be made, most of them empty. Fix the "
+            f"labels file, or name the classes in {classes_file} (one per line) or with --classes. Nothing was written."
+        )
+    return [str(i) for i in range(top + 1)]

@@ -42,7 +42,7 @@ def memory_budget() -> int:
 
 def cache_key(filepaths: Sequence[str], size: int) -> str:
     """A key that changes when any file (path, size, modification time) or the input size changes."""
-    digest = hashlib.sha256(f"v1 {size}\n".encode())
+    digest = hashlib.sha256(f"v2 {size}\n".encode())  # v2: wide modes scaled (images.to_rgb)
     for path in filepaths:
         try:
             stat = os.stat(path)

@@ -11,25 +11,26 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
 import re
-import shutil
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 
-from active_learning.errors import DatasetExistsError, InputError
-from active_learning.idx import read_idx_pair
+from active_learning.errors import DataError, DatasetExistsError, InputError
+from active_learning import idx
+from active_learning.idx import idx_class_names, read_idx_pair
+
+logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 SPLITS = ("train", "test", "pool")
+FASHION_MNIST_CLASSES = idx.FASHION_MNIST_CLASSES
 LABEL_FIELD = "ground_truth"
 IMPORT_RUN_KEY = "curation_import"
-FASHION_MNIST_CLASSES = [
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-]
 
 
 @dataclass
@@ -103,10 +104,11 @@ def plan_idx(
             f"{directory} holds no IDX files (expected names like train-images-idx3-ubyte.gz and "
             "train-labels-idx1-ubyte.gz)."
         )
-    all_arrays, all_labels, all_splits, all_index = [], [], [], []
+    all_arrays, all_labels, all_splits, all_index, full_labels = [], [], [], [], {}
     rng = np.random.default_rng(seed)
     for split, (images_path, labels_path) in sorted(pairs.items()):
         images, labels = read_idx_pair(images_path, labels_path)
+        full_labels[labels_path] = labels
         index = np.arange(len(labels))
         if max_per_split is not None and max_per_split < len(index):
             index = np.sort(rng.choice(len(index), size=max_per_split, replace=False))
@@ -118,9 +120,7 @@ def plan_idx(
         all_splits.extend(split_names)
         all_index.append(index)
     labels = np.concatenate(all_labels)
-    names = list(classes) if classes else _default_idx_classes(directory, int(labels.max()) + 1)
-    if labels.max() >= len(names):
-        raise InputError(f"IDX labels go up to {labels.max()} but only {len(names)} class names were given.")
+    names = idx_class_names(directory, classes, full_labels)
     stats = {str(p): _file_stamp(p) for pair in pairs.values() for p in pair}
     return ImportPlan(
         source_kind="idx",
@@ -168,6 +168,13 @@ def plan_image_folder(root: Path, test_fraction: float = 0.0, pool_fraction: flo
             f"{root} has class folders ({', '.join(class_names[:5])}) but no images in them "
             f"(looked for {', '.join(sorted(IMAGE_EXTENSIONS))})."
         )
+    empty = [name for index, name in enumerate(class_names) if index not in set(labels)]
+    if empty:  # refused, not dropped: a class folder without images is a mistake to fix, not a class to make
+        raise InputError(
+            f"Class folder(s) {', '.join(repr(n) for n in empty[:5])} in {root} hold no images (looked for "
+            f"{', '.join(sorted(IMAGE_EXTENSIONS))}): add images, or remove the folder(s) if they are not classes. "
+            "Nothing was written."
+        )
     _verify_images(files)
     label_array = np.asarray(labels, dtype=np.int64)
     if layout[0][0]:
@@ -203,17 +210,6 @@ def _verify_images(files: Sequence[str]) -> None:
             f"{len(bad)} image(s) cannot be read, e.g. {'; '.join(bad[:3])}. Fix or remove them and import again; "
             "nothing was written."
         )
-
-
-def _default_idx_classes(directory: Path, count: int) -> list[str]:
-    classes_file = directory / "classes.txt"
-    if classes_file.is_file():
-        names = [line.strip() for line in classes_file.read_text().splitlines() if line.strip()]
-        if len(names) >= count:
-            return names
-    if "fashion" in directory.resolve().name.lower() and count <= len(FASHION_MNIST_CLASSES):
-        return list(FASHION_MNIST_CLASSES)
-    return [str(i) for i in range(count)]
 
 
 def _random_splits(labels: np.ndarray, test_fraction: float, pool_fraction: float, seed: int) -> list[str]:
@@ -253,6 +249,9 @@ def plan_source(
     """
     if data is None or data == "digits":
         return plan_digits(test_fraction, pool_fraction, seed)
+    if not str(data).strip():
+        raise InputError("--data is empty: give a folder of class subfolders, of IDX files, or a FiftyOne export "
+                         "(or leave it out for the bundled digits).")
     path = Path(data).expanduser()
     if not path.exists():
         raise InputError(f"--data {data}: no such file or directory.")
@@ -301,8 +300,12 @@ def import_dataset(
 ):
     """Import ``data`` as the persistent FiftyOne dataset ``name`` and return it.
 
+    Crash-safe (``active_learning.import_commit``): the new dataset and its images are built under staging names
+    and swapped in at the end, so a killed import leaves the old dataset with all its files, and the next import
+    removes or finishes what it left. One import per name at a time (the dataset's writer lease).
+
     Args:
-        name: dataset name.
+        name: dataset name (FiftyOne's rules, and no path separators: it names the media folder).
         data: None (or ``"digits"``) for scikit-learn's bundled digits; a folder of class subfolders (or of
             ``train/``, ``test/``, ``pool/`` each holding class subfolders); a folder of IDX files; or a
             FiftyOne export (FiftyOneDataset or FiftyOneImageClassificationDataset).
@@ -310,99 +313,168 @@ def import_dataset(
         pool_fraction: share of each class's training samples tagged ``pool`` (the active-learning pool).
         max_per_split: a seeded random subset of at most this many samples per IDX file pair.
         classes: class names for IDX files (default: ``classes.txt`` beside them, Fashion-MNIST's names for a
-            folder named like it, else the digits).
+            folder named like it, else the digits 0..max label).
         seed: seed of the random splits and subsets.
         overwrite: replace an existing dataset of the same name.
         media_dir: where array images are written as PNG (default: FiftyOne's default dataset dir / name).
         progress: show progress bars.
 
     Raises:
-        InputError: the source is missing, empty or malformed (nothing is written).
+        InputError: the name or the source is bad: missing, empty or malformed (nothing is written).
         DatasetExistsError: ``name`` exists and holds another source, and ``overwrite`` is False.
+        DatasetBusyError: another process is importing into (or otherwise changing) ``name``.
+        DataError: ``name`` holds this source but image files it references are missing and cannot be rewritten.
     """
     import fiftyone as fo
 
+    from active_learning import import_commit
+    from active_learning.faults import pause_point
+    from active_learning.lease import writer_lease
+
+    import_commit.validate_dataset_name(name)
     plan = plan_source(data, test_fraction, pool_fraction, max_per_split, classes, seed)
     fingerprint = plan.fingerprint if isinstance(plan, ImportPlan) else _fiftyone_fingerprint(Path(plan))
-    if fo.dataset_exists(name):
-        existing = fo.load_dataset(name)
-        if existing.info.get("curation_import_fingerprint") == fingerprint and not overwrite:
-            return existing  # the same data again: nothing to do
-        if not overwrite:
-            raise DatasetExistsError(
-                f"Dataset {name!r} already exists ({len(existing)} samples) and holds other data. "
-                "Pick another --name, or pass --overwrite to replace it."
-            )
-    if isinstance(plan, str):
-        return _import_fiftyone_format(name, Path(plan), fingerprint, overwrite)
-
-    media_root = Path(media_dir).expanduser().resolve() if media_dir else Path(fo.config.default_dataset_dir) / name
-    if plan.arrays is not None and not _replaceable_media(media_root):
-        raise InputError(
-            f"{media_root} already holds files that this import did not write, and it would replace the folder: "
-            "pass another --media-dir (or another --name). Nothing was written."
-        )
-    staging_name = f"{name}.importing-{uuid.uuid4().hex[:8]}"
-    staging_media = media_root.parent / f".{media_root.name}.importing-{uuid.uuid4().hex[:8]}"
-    dataset = None
-    try:
-        if plan.arrays is not None:
-            filepaths = _write_pngs(plan, staging_media, media_root, progress)
-        else:
-            filepaths = list(plan.filepaths or [])
-        dataset = fo.Dataset(staging_name)
-        dataset.default_classes = list(plan.classes)
-        dataset.classes = {LABEL_FIELD: list(plan.classes)}
-        samples = [
-            fo.Sample(
-                filepath=path,
-                tags=[split],
-                ground_truth=fo.Classification(label=plan.classes[label]),
-                source_index=int(index),
-            )
-            for path, split, label, index in zip(filepaths, plan.splits, plan.labels.tolist(),
-                                                  plan.source_index.tolist())
-        ]
-        dataset.add_samples(samples, progress=progress)
-        dataset.info = {
-            "curation_import_fingerprint": plan.fingerprint,
-            "curation_source": plan.source_kind,
-            "label_field": LABEL_FIELD,
-        }
-        dataset.save()
-        if plan.arrays is not None:
-            if media_root.exists():
-                shutil.rmtree(media_root)
-            staging_media.rename(media_root)
-            dataset.set_values("filepath", [str(media_root / Path(p).name) for p in filepaths])
+    media_root = None
+    if isinstance(plan, ImportPlan) and plan.arrays is not None:
+        media_root = Path(media_dir).expanduser().resolve() if media_dir else Path(fo.config.default_dataset_dir) / name
+    with writer_lease(name, "curation import"):
+        for line in import_commit.recover(name):
+            logger.warning("Recovered: %s.", line)
         if fo.dataset_exists(name):
-            fo.delete_dataset(name)
-        dataset.name = name
-        dataset.persistent = True
-        _record_import_run(dataset, plan)
-        return dataset
-    except BaseException:
-        if dataset is not None and fo.dataset_exists(dataset.name) and dataset.name != name:
-            dataset.delete()
-        shutil.rmtree(staging_media, ignore_errors=True)
-        raise
+            existing = fo.load_dataset(name)
+            if existing.info.get("curation_import_fingerprint") == fingerprint and not overwrite:
+                _restore_missing_files(existing, plan)
+                return existing  # the same data again: nothing to do
+            if not overwrite:
+                by = existing.info.get("curation_imported_by")
+                raise DatasetExistsError(
+                    f"Dataset {name!r} already exists ({len(existing)} samples"
+                    + (f", imported by {by}" if by else "") + ") and holds other data. "
+                    "Pick another --name, or pass --overwrite to replace it."
+                )
+        if media_root is not None and not _replaceable_media(media_root):
+            raise InputError(
+                f"{media_root} already holds files that this import did not write, and it would replace the folder: "
+                "pass another --media-dir (or another --name). Nothing was written."
+            )
+        owner = _media_owner(media_root) if media_root is not None else None
+        if owner not in (None, name) and fo.dataset_exists(owner):
+            raise InputError(f"{media_root} holds the images of dataset {owner!r}, and this import would replace "
+                             "them: pass another --media-dir (or another --name). Nothing was written.")
+        journal = import_commit.begin(name, media_root, replace=overwrite)
+        try:
+            if isinstance(plan, str):
+                _build_from_fiftyone_format(journal.staging_dataset, Path(plan), fingerprint)
+            else:
+                _build(name, journal.staging_dataset, plan, media_root, journal.staging_media, progress)
+            pause_point("import:before-swap")
+            return import_commit.commit(journal)
+        except BaseException:
+            try:  # uncommitted: delete the staging; committed (interrupted mid-swap): finish the swap
+                import_commit.settle(journal)
+            except Exception:  # noqa: BLE001 - the journal stays; the next import settles it
+                logger.exception("Could not settle the interrupted import of %r; the next import will.", name)
+            raise
 
 
-_PNG_NAME = re.compile(r"(train|test|pool)-\d{6,}\.png")
+def _build(name: str, staging_name: str, plan: ImportPlan, media_root: Path | None, staging_media: str | None,
+           progress: bool):
+    """The complete new dataset ``name`` under ``staging_name`` (its PNGs in ``staging_media``), run recorded."""
+    import fiftyone as fo
+
+    if plan.arrays is not None:
+        filepaths = _write_pngs(name, plan, Path(staging_media), media_root, progress)
+    else:
+        filepaths = list(plan.filepaths or [])
+    dataset = fo.Dataset(staging_name, persistent=True)
+    dataset.default_classes = list(plan.classes)
+    dataset.classes = {LABEL_FIELD: list(plan.classes)}
+    samples = [
+        fo.Sample(filepath=path, tags=[split], ground_truth=fo.Classification(label=plan.classes[label]),
+                  source_index=int(index))
+        for path, split, label, index in zip(filepaths, plan.splits, plan.labels.tolist(), plan.source_index.tolist())
+    ]
+    dataset.add_samples(samples, progress=progress)
+    dataset.info = {"curation_import_fingerprint": plan.fingerprint, "curation_source": plan.source_kind,
+                    "label_field": LABEL_FIELD, "curation_imported_by": _importer()}
+    dataset.save()
+    _record_import_run(dataset, plan)
+    return dataset
+
+
+def _importer() -> str:
+    import socket
+
+    from active_learning.runs import now_utc
+
+    return f"pid {os.getpid()} on {socket.gethostname()} at {now_utc()}"
+
+
+def _restore_missing_files(dataset, plan: ImportPlan | str) -> None:
+    """Check that every file ``dataset`` references exists; rewrite missing PNGs of an array source in place.
+
+    Raises:
+        DataError: files are missing and the source does not hold them (an image folder, an export).
+    """
+    paths = dataset.values("filepath")
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if not missing:
+        return
+    rows = {}
+    if isinstance(plan, ImportPlan) and plan.arrays is not None:
+        rows = {_png_name(plan, i): i for i in range(len(plan))}
+    if not rows or any(Path(p).name not in rows for p in missing):
+        raise DataError(
+            f"Dataset {dataset.name!r} holds this source, but {len(missing)} of its {len(paths)} image files are "
+            f"missing (e.g. {missing[0]}) and the source does not hold them: restore them (from a backup, or "
+            "export again), then import again."
+        )
+    from PIL import Image
+
+    for path in missing:
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.name + ".partial")
+        Image.fromarray(plan.arrays[rows[target.name]]).save(partial, format="PNG", compress_level=1)
+        os.replace(partial, target)
+    for folder in {Path(p).parent for p in missing}:
+        if _media_owner(folder) is None:
+            (folder / MEDIA_OWNER_FILE).write_text(dataset.name + "\n")
+    logger.warning("Dataset %r already held this source, but %d of its %d image files were missing: rewrote them "
+                   "from the source.", dataset.name, len(missing), len(paths))
+
+
+_PNG_NAME = re.compile(r"(train|test|pool)-\d{6,}\.png(\.partial)?")
+MEDIA_OWNER_FILE = ".curation-dataset"  # in a PNG folder: the name of the dataset whose images it holds
+
+
+def _png_name(plan: ImportPlan, row: int) -> str:
+    return f"{plan.splits[row]}-{int(plan.source_index[row]):06d}.png"
 
 
 def _replaceable_media(folder: Path) -> bool:
     """Whether ``folder`` is absent, empty, or holds only PNGs named as ``_write_pngs`` names them."""
     if not folder.exists():
         return True
-    return folder.is_dir() and all(p.is_file() and _PNG_NAME.fullmatch(p.name) for p in folder.iterdir())
+    return folder.is_dir() and all(p.is_file() and (_PNG_NAME.fullmatch(p.name) or p.name == MEDIA_OWNER_FILE)
+                                   for p in folder.iterdir())
 
 
-def _write_pngs(plan: ImportPlan, staging: Path, final: Path, progress: bool) -> list[str]:
+def _media_owner(folder: Path) -> str | None:
+    """The dataset whose PNGs ``folder`` holds (None: unknown, e.g. written before the owner file existed)."""
+    try:
+        return (folder / MEDIA_OWNER_FILE).read_text().strip() or None
+    except OSError:
+        return None
+
+
+def _write_pngs(name: str, plan: ImportPlan, staging: Path, final: Path, progress: bool) -> list[str]:
+    """Write the PNGs into ``staging``; returns their paths once ``staging`` is renamed to ``final``."""
     from PIL import Image
     from tqdm import tqdm
 
     staging.mkdir(parents=True, exist_ok=False)
+    (staging / MEDIA_OWNER_FILE).write_text(name + "\n")
     arrays = plan.arrays
     assert arrays is not None
     paths = []
@@ -410,49 +482,41 @@ def _write_pngs(plan: ImportPlan, staging: Path, final: Path, progress: bool) ->
     if progress:
         iterator = tqdm(iterator, desc="Writing images", unit="img")
     for i in iterator:
-        split = plan.splits[i]
-        filename = f"{split}-{int(plan.source_index[i]):06d}.png"
+        filename = _png_name(plan, i)
         Image.fromarray(arrays[i]).save(staging / filename, compress_level=1)
-        paths.append(str(staging / filename))
+        paths.append(str(final / filename))
     return paths
 
 
-def _import_fiftyone_format(name: str, path: Path, fingerprint: str, overwrite: bool):
+def _build_from_fiftyone_format(staging_name: str, path: Path, fingerprint: str):
     import fiftyone as fo
 
     dataset_type = _fiftyone_format(path)
-    staging_name = f"{name}.importing-{uuid.uuid4().hex[:8]}"
     try:
         dataset = fo.Dataset.from_dir(dataset_dir=str(path), dataset_type=dataset_type, name=staging_name,
-                                      label_field=LABEL_FIELD if dataset_type is not fo.types.FiftyOneDataset
-                                      else None)
+                                      persistent=True, label_field=LABEL_FIELD
+                                      if dataset_type is not fo.types.FiftyOneDataset else None)
     except Exception as exc:
-        if fo.dataset_exists(staging_name):
-            fo.delete_dataset(staging_name)
         raise InputError(f"{path} could not be read as {dataset_type.__name__}: {exc}") from exc
-    try:
-        if LABEL_FIELD not in dataset.get_field_schema():
-            raise InputError(f"{path} has no {LABEL_FIELD!r} field; export it with the labels in {LABEL_FIELD!r}.")
-        labels = dataset.distinct(f"{LABEL_FIELD}.label")
-        classes = dataset.classes.get(LABEL_FIELD) or dataset.default_classes or sorted(labels)
-        dataset.default_classes = list(classes)
-        dataset.classes = {**dataset.classes, LABEL_FIELD: list(classes)}
-        untagged = dataset.match_tags(list(SPLITS), bool=False)
-        if len(untagged):
-            untagged.tag_samples("train")
-        dataset.info = {**dataset.info, "curation_import_fingerprint": fingerprint,
-                        "curation_source": "fiftyone", "label_field": LABEL_FIELD}
-        dataset.save()
-        if fo.dataset_exists(name):
-            fo.delete_dataset(name)
-        dataset.name = name
-        dataset.persistent = True
-        _record_import_run(dataset, None, source=str(path.resolve()))
-        return dataset
-    except BaseException:
-        if fo.dataset_exists(staging_name):
-            fo.delete_dataset(staging_name)
-        raise
+    if LABEL_FIELD not in dataset.get_field_schema():
+        raise InputError(f"{path} has no {LABEL_FIELD!r} field; export it with the labels in {LABEL_FIELD!r}.")
+    files = dataset.values("filepath")
+    missing = [f for f in files if not os.path.isfile(f)]
+    if missing:
+        raise InputError(f"{len(missing)} of the {len(files)} images of the export {path} are missing (e.g. "
+                         f"{missing[0]}): export it again with its media. Nothing was written.")
+    labels = dataset.distinct(f"{LABEL_FIELD}.label")
+    classes = dataset.classes.get(LABEL_FIELD) or dataset.default_classes or sorted(labels)
+    dataset.default_classes = list(classes)
+    dataset.classes = {**dataset.classes, LABEL_FIELD: list(classes)}
+    untagged = dataset.match_tags(list(SPLITS), bool=False)
+    if len(untagged):
+        untagged.tag_samples("train")
+    dataset.info = {**dataset.info, "curation_import_fingerprint": fingerprint, "curation_source": "fiftyone",
+                    "label_field": LABEL_FIELD, "curation_imported_by": _importer()}
+    dataset.save()
+    _record_import_run(dataset, None, source=str(path.resolve()))
+    return dataset
 
 
 def _record_import_run(dataset, plan: ImportPlan | None, source: str | None = None) -> None:

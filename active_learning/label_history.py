@@ -15,7 +15,10 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Any, Iterable, Mapping, Sequence
+
+from bson import ObjectId
 
 from active_learning.errors import DataError
 from active_learning.runs import now_utc, who
@@ -41,47 +44,143 @@ def set_labels(
 
     Samples whose label already equals the new one are left alone (so a repeat is a no-op). All entries of one call
     share one ``change`` id; ``undoes`` (sample id -> the change it reverts) is for ``undo_last_change``.
+    Each sample's label and history entry are one document update, all sent as one bulk write
+    (:func:`write_sample_updates`): a crash leaves every sample either changed with its entry or as it was. A sample
+    whose label another writer changed between our read and our write is left alone (not counted).
     Returns the number of samples changed.
 
     Raises:
         DataError: an unknown class, an unknown sample id, or a label field that is not a Classification.
     """
-    import fiftyone as fo
-
     if not new_labels:
         return 0
     check_label_field(dataset, label_field)
-    classes = set(get_classes(dataset, label_field))
-    unknown = sorted({label for label in new_labels.values() if label not in classes})
-    if unknown:
-        raise DataError(f"Classes {unknown[:5]} are not in the class list of {label_field!r}; nothing was changed.")
-    view = dataset.select(list(new_labels))
-    has_history = HISTORY_FIELD in dataset.get_field_schema()
-    columns = view.values(["id", f"{label_field}.label"] + ([HISTORY_FIELD] if has_history else []))
-    ids, current = columns[0], columns[1]
-    histories = columns[2] if has_history else [None] * len(ids)
+    check_classes(dataset, label_field, new_labels.values())
+    ids, current = dataset.select(list(new_labels)).values(["id", f"{label_field}.label"])
     missing = set(new_labels) - set(ids)
     if missing:
         raise DataError(f"{len(missing)} sample ids are not in dataset {dataset.name!r}; nothing was changed.")
     when = now_utc()
     user = user or who()
     change = new_change_id()
-    label_updates: dict[str, object] = {}
-    history_updates: dict[str, list] = {}
-    for sample_id, old, history in zip(ids, current, histories):
+    updates: list[SampleUpdate] = []
+    for sample_id, old in zip(ids, current):
         new = new_labels[sample_id]
         if old == new:
             continue
-        entry = {"field": label_field, "old": old, "new": new, "who": user, "when": when, "why": why,
-                 "source": source, "change": change}
-        if undoes and sample_id in undoes:
-            entry["undoes"] = undoes[sample_id]
-        history_updates[sample_id] = list(history or []) + [entry]
-        label_updates[sample_id] = fo.Classification(label=new)
-    if label_updates:
-        dataset.set_values(HISTORY_FIELD, history_updates, key_field="id")
-        dataset.set_values(label_field, label_updates, key_field="id")
-    return len(label_updates)
+        entry = history_entry(label_field, old, new, user, when, why, source, change,
+                              undoes=(undoes or {}).get(sample_id))
+        updates.append(SampleUpdate(sample_id, expected_label=old, new_label=new, history_entry=entry))
+    return write_sample_updates(dataset, label_field, updates)
+
+
+def check_classes(dataset, label_field: str, labels: Iterable[str]) -> None:
+    """Raise ``DataError`` when a label is not in the class list of ``label_field``."""
+    classes = set(get_classes(dataset, label_field))
+    unknown = sorted({label for label in labels if label not in classes})
+    if unknown:
+        raise DataError(f"Classes {unknown[:5]} are not in the class list of {label_field!r}; nothing was changed.")
+
+
+def history_entry(label_field: str, old: str | None, new: str, user: str, when: str, why: str, source: str,
+                  change: str, undoes: str | None = None) -> dict:
+    """One ``label_history`` entry: ``{field, old, new, who, when, why, source, change}`` (and ``undoes``)."""
+    entry = {"field": label_field, "old": old, "new": new, "who": user, "when": when, "why": why, "source": source,
+             "change": change}
+    if undoes:
+        entry["undoes"] = undoes
+    return entry
+
+
+@dataclass(frozen=True)
+class SampleUpdate:
+    """Everything one sample gets in one write: a label change with its history entry, and other fields.
+
+    Attributes:
+        sample_id: the sample.
+        expected_label: its label as read before the write (None: no label). The update applies only while the
+            sample still has it, so the history's ``old`` is always the label that was replaced.
+        new_label: the label to set (None: the label stays).
+        history_entry: the entry appended to ``label_history`` with the new label (see :func:`history_entry`).
+        fields: other top-level sample fields to set, as plain values (strings, numbers, lists, dicts), e.g. the
+            Label Studio provenance and the review status.
+    """
+
+    sample_id: str
+    expected_label: str | None
+    new_label: str | None = None
+    history_entry: Mapping[str, Any] | None = None
+    fields: Mapping[str, Any] = field(default_factory=dict)
+
+
+def write_sample_updates(dataset, label_field: str, updates: Sequence[SampleUpdate]) -> int:
+    """Apply ``updates`` as ONE bulk write of one document update per sample; returns how many applied.
+
+    MongoDB applies each document update atomically, so whatever happens to this process (kill -9 included),
+    each sample has either all of its update (label, history entry, fields, ``last_modified_at``) or none of it;
+    the bulk is unordered (samples are independent). A sample whose label is no longer ``expected_label`` is not
+    updated. New fields are declared in the dataset's schema first, with the types ``set_values`` would give
+    them. The label is stored as FiftyOne stores a Classification (the field's own serialisation, a new ``_id``);
+    the history entry is appended even where ``label_history`` is missing or null.
+    """
+    import fiftyone as fo
+    from pymongo import UpdateOne
+    from pymongo.errors import BulkWriteError
+
+    from active_learning.faults import pause_point
+
+    if not updates:
+        return 0
+    dataset = dataset._dataset  # the samples' own collection, whatever view they were picked from
+    _declare_fields(dataset, updates)
+    label_type = dataset.get_field(label_field)
+    now = datetime.now(timezone.utc).replace(tzinfo=None)  # as FiftyOne writes last_modified_at: naive UTC
+    operations = []
+    for update in updates:
+        values: dict[str, Any] = {name: {"$literal": value} for name, value in update.fields.items()}
+        if update.new_label is not None:
+            values[label_field] = {"$literal": label_type.to_mongo(fo.Classification(label=update.new_label))}
+        if update.history_entry is not None:
+            values[HISTORY_FIELD] = {"$concatArrays": [{"$ifNull": [f"${HISTORY_FIELD}", []]},
+                                                       [{"$literal": dict(update.history_entry)}]]}
+        if not values:
+            continue
+        values["last_modified_at"] = {"$literal": now}
+        # An update pipeline: $concatArrays appends to a null history too, where $push would fail.
+        operations.append(UpdateOne({"_id": ObjectId(update.sample_id),
+                                     f"{label_field}.label": update.expected_label}, [{"$set": values}]))
+    if not operations:
+        return 0
+    pause_point("labels:before-bulk-write")
+    try:
+        result = dataset._sample_collection.bulk_write(operations, ordered=False)
+    except BulkWriteError as error:  # e.g. a label_history that is not a list: those samples stay as they were
+        dataset.reload()
+        failed = error.details.get("writeErrors") or [{}]
+        raise DataError(f"{len(failed)} of {len(operations)} samples could not be updated (the others were): "
+                        f"{failed[0].get('errmsg', error)}") from error
+    pause_point("labels:after-bulk-write")
+    dataset.reload()
+    return int(result.matched_count)
+
+
+def _declare_fields(dataset, updates: Sequence[SampleUpdate]) -> None:
+    """Add the fields ``updates`` write that the schema lacks (before any value is written)."""
+    from fiftyone.core.odm.utils import get_implied_field_kwargs
+
+    examples: dict[str, Any] = {}
+    for update in updates:
+        if update.history_entry is not None:
+            examples.setdefault(HISTORY_FIELD, [dict(update.history_entry)])
+        for name, value in update.fields.items():
+            if value is not None:
+                examples.setdefault(name, value)
+    if set(examples) - set(dataset.get_field_schema()):
+        dataset.reload()  # another process may have declared them since this dataset object was loaded
+        schema = dataset.get_field_schema()
+        for name, value in examples.items():
+            if name not in schema:
+                dataset.add_sample_field(name, **get_implied_field_kwargs(value))
 
 
 def new_change_id() -> str:

@@ -17,6 +17,7 @@ is recorded with a matching hash is not repeated. Rounds differ only in the data
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable, Mapping
@@ -26,6 +27,7 @@ import numpy as np
 from active_learning.errors import DataError, LabelStudioError, ModelError
 from active_learning.images import load_images
 from active_learning.label_history import REVIEW_STATUS_FIELD, review_queue
+from active_learning.lease import writer_lease
 from active_learning.model import LOOP_MIN_STEPS, FixedModel, Recipe, file_sha256, named_recipe
 from active_learning.predictions import checkpoint_dir
 from active_learning.runs import load_run, now_utc, record_run, update_run_results
@@ -34,6 +36,7 @@ from active_learning.strategies import REQUIRES, STRATEGIES, select
 from active_learning.views import get_classes, labeled_arrays
 
 LOOP_RUN_KEY = "al_loop"
+INGEST_WAIT_SECONDS = 120.0  # an ingest or a round's step waits this long for another writer before refusing
 STEPS = ("select", "push", "annotate", "ingest", "retrain", "evaluate", "done")
 Progress = Callable[[float, str], None]  # (fraction done, message)
 
@@ -279,8 +282,14 @@ def step_retrain(dataset, config: LoopConfig, state: RoundState, classes: list[s
                  progress: Progress | None = None) -> None:
     """Train the fixed model on every labeled sample; the checkpoint and its hash go into the round.
 
-    ``progress(fraction, message)`` hears from the training at least every ~10 s (epochs and batches).
+    The checkpoint is content-addressed (``al_round_NNN-<sha256[:16]>.pt``) and the round is recorded with it
+    before older checkpoints of the round that no run references are deleted, so a crash at any point leaves
+    every recorded checkpoint loadable with its hash. ``progress(fraction, message)`` hears from the training at
+    least every ~10 s (epochs and batches).
     """
+    from active_learning.faults import pause_point
+    from active_learning.predictions import collect_checkpoints
+
     if state.checkpoint and state.checkpoint_sha256:
         try:
             if file_sha256(state.checkpoint) == state.checkpoint_sha256:
@@ -291,9 +300,12 @@ def step_retrain(dataset, config: LoopConfig, state: RoundState, classes: list[s
     recipe = config.recipe()
     model = FixedModel(len(classes), recipe).fit(load_images(arrays.filepaths, recipe.image_size), arrays.labels,
                                                  progress=progress)
-    path = checkpoint_dir(dataset) / f"{round_key(state.index)}.pt"
-    state.checkpoint, state.checkpoint_sha256 = str(path), model.save(path)
+    path, sha = model.save_checkpoint(checkpoint_dir(dataset), round_key(state.index))
+    pause_point("loop:after-checkpoint-save")
+    state.checkpoint, state.checkpoint_sha256 = str(path), sha
     state.num_labeled = len(arrays.labels)
+    save_round(dataset, config, state)  # recorded (a rerun skips the training), then the old files go
+    collect_checkpoints(dataset, round_key(state.index))
 
 
 def step_evaluate(dataset, config: LoopConfig, state: RoundState, classes: list[str]) -> None:
@@ -385,11 +397,12 @@ def ingest_current_round(dataset, client, completed=None):
     if project_id is None:
         raise LabelStudioError("The loop has no Label Studio project; run the loop's init again.")
     completed = fetch_completed(client, project_id) if completed is None else completed
-    state = current_round(dataset)
-    report = ingest(dataset, completed, config.label_field, state.index, project_id)
-    if state.step == "annotate" and state.task_ids:
-        _note_annotation(state, completed)
-        save_round(dataset, config, state)
+    with writer_lease(dataset.name, "an ingest of Label Studio annotations", wait_seconds=INGEST_WAIT_SECONDS):
+        state = current_round(dataset)
+        report = ingest(dataset, completed, config.label_field, state.index, project_id)
+        if state.step == "annotate" and state.task_ids:
+            _note_annotation(state, completed)
+            save_round(dataset, config, state)
     return report
 
 
@@ -433,44 +446,55 @@ def run_round(
     while state.step != "done":
         started = time.perf_counter()
         say("started")
-        if state.step == "select":
-            step_select(dataset, config, state, rounds)
-            advance("push", started)
-        elif state.step == "push":
-            step_push(dataset, config, state, client, project_id, rounds)
-            say(f"{len(state.task_ids)} tasks, {state.with_prediction} pre-annotated by "
-                f"{state.predictions_from or 'no model'}" + (f"; {state.push_note}" if state.push_note else ""))
-            advance("annotate", started)
-        elif state.step == "annotate":
-            if simulate_field:
-                truth = dict(zip(*dataset.select(list(state.task_ids)).values(["id", f"{simulate_field}.label"])))
-                simulate_annotations(client, project_id, state.task_ids, truth, annotator=annotator)
-            deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
-            where = project_url(client, project_id)
-            while True:
-                complete = _note_annotation(state, fetch_completed(client, project_id))
-                if complete or not wait or (deadline and time.monotonic() > deadline):
-                    break
-                say(f"{state.annotated}/{len(state.task_ids)} annotated, {len(state.skipped)} skipped; waiting "
-                    f"for the rest at {where}", within=(state.annotated + len(state.skipped)) / len(state.task_ids))
-                time.sleep(poll_seconds)
-            if not complete:
-                advance("annotate", started)  # saved: resume later (run the round again, or ingest)
-                return state
-            _return_skipped(dataset, state)
-            advance("ingest", started)
-        elif state.step == "ingest":
-            ingested = ingest_current_round(dataset, client)
-            state.ingest = {k: v for k, v in asdict(ingested).items() if isinstance(v, (int, dict))}
-            advance("retrain", started)
-        elif state.step == "retrain":
-            step_retrain(dataset, config, state, classes, progress=lambda f, m: say(m, within=f))
-            advance("evaluate", started)
-        elif state.step == "evaluate":
-            step_evaluate(dataset, config, state, classes)
-            state.finished_at = now_utc()
-            advance("done", started)
+        with _step_lease(dataset, state):
+            if state.step == "select":
+                step_select(dataset, config, state, rounds)
+                advance("push", started)
+            elif state.step == "push":
+                step_push(dataset, config, state, client, project_id, rounds)
+                say(f"{len(state.task_ids)} tasks, {state.with_prediction} pre-annotated by "
+                    f"{state.predictions_from or 'no model'}" + (f"; {state.push_note}" if state.push_note else ""))
+                advance("annotate", started)
+            elif state.step == "annotate":
+                if simulate_field:
+                    truth = dict(zip(*dataset.select(list(state.task_ids)).values(
+                        ["id", f"{simulate_field}.label"])))
+                    simulate_annotations(client, project_id, state.task_ids, truth, annotator=annotator)
+                deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
+                where = project_url(client, project_id)
+                while True:
+                    complete = _note_annotation(state, fetch_completed(client, project_id))
+                    if complete or not wait or (deadline and time.monotonic() > deadline):
+                        break
+                    done = state.annotated + len(state.skipped)
+                    say(f"{state.annotated}/{len(state.task_ids)} annotated, {len(state.skipped)} skipped; "
+                        f"waiting for the rest at {where}", within=done / len(state.task_ids))
+                    time.sleep(poll_seconds)
+                if not complete:
+                    advance("annotate", started)  # saved: resume later (run the round again, or ingest)
+                    return state
+                _return_skipped(dataset, state)
+                advance("ingest", started)
+            elif state.step == "ingest":
+                ingested = ingest_current_round(dataset, client)
+                state.ingest = {k: v for k, v in asdict(ingested).items() if isinstance(v, (int, dict))}
+                advance("retrain", started)
+            elif state.step == "retrain":
+                step_retrain(dataset, config, state, classes, progress=lambda f, m: say(m, within=f))
+                advance("evaluate", started)
+            elif state.step == "evaluate":
+                step_evaluate(dataset, config, state, classes)
+                state.finished_at = now_utc()
+                advance("done", started)
     return state
+
+
+def _step_lease(dataset, state: RoundState):
+    """The dataset's writer lease for a writing step; none while waiting for annotators (that can take days)."""
+    if state.step == "annotate":
+        return contextlib.nullcontext()
+    return writer_lease(dataset.name, f"active-learning round {state.index} ({state.step})",
+                        wait_seconds=INGEST_WAIT_SECONDS)
 
 
 def learning_curve(dataset) -> list[dict[str, Any]]:

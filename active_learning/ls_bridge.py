@@ -9,8 +9,10 @@ Every step is idempotent, so the active-learning loop can rerun any of them afte
   already in the project (found by ``data.sample_id``) are not pushed again.
 - ``fetch_completed`` reads only annotated tasks, validates every annotation against the labeling config (the
   server does not), and resolves several annotations of a task by majority vote.
-- ``ingest`` writes the labels through :func:`active_learning.label_history.set_labels` (the old label is kept)
-  with per-sample provenance in ``ls_provenance``; ingesting the same annotations again changes nothing.
+- ``ingest`` writes each sample's label, its ``label_history`` entry (the old label is kept), its provenance in
+  ``ls_provenance`` and its review status in one document update, all in one bulk write
+  (:func:`active_learning.label_history.write_sample_updates`), so a crash leaves no half-ingested sample;
+  ingesting the same annotations again changes nothing.
 
 Images reach Label Studio in one of two ways (``media``):
 
@@ -49,7 +51,8 @@ from bson import ObjectId
 from label_studio_sdk.core.api_error import ApiError
 
 from active_learning.errors import DataError, LabelStudioError
-from active_learning.label_history import REVIEW_STATUS_FIELD, set_labels
+from active_learning.label_history import (REVIEW_STATUS_FIELD, SampleUpdate, check_classes, history_entry,
+                                            new_change_id, write_sample_updates)
 from active_learning.label_studio import TOKEN_HINT, URL_VARIABLE, client_secrets, server_detail
 from active_learning.runs import now_utc
 from active_learning.views import check_label_field, get_classes
@@ -1088,11 +1091,13 @@ def ingest(
 ) -> IngestReport:
     """Write the annotated labels into ``label_field``, keeping the old ones, with provenance per sample.
 
-    Labels go through :func:`~active_learning.label_history.set_labels` (``source="label_studio"``, ``who`` the
-    annotators), so every change keeps the old label. ``ls_provenance`` records the project, task, annotation
-    ids, annotators, completion time, agreement, previous label and round. A sample already ingested from the
-    same annotations (same task, same annotation ids and versions) is left alone, so a second ingest changes
-    nothing, and neither does it undo a later manual edit. Ingested samples in the review queue become ``done``.
+    Every change keeps the old label in ``label_history`` (``source="label_studio"``, ``who`` the annotators; one
+    ``change`` id for the whole ingest). ``ls_provenance`` records the project, task, annotation ids, annotators,
+    completion time, agreement, previous label and round. A sample already ingested from the same annotations
+    (same task, same annotation ids and versions) is left alone, so a second ingest changes nothing, and neither
+    does it undo a later manual edit. Ingested samples in the review queue become ``done``. Each sample's label,
+    history entry, provenance and review status are one document update, and all of them one bulk write: after
+    a crash (kill -9 included) every sample is ingested whole or not at all, and the rerun ingests the rest once.
 
     Args:
         dataset: the FiftyOne dataset.
@@ -1139,25 +1144,31 @@ def ingest(
         else:
             todo.append(task)
 
-    changed = 0
-    groups: dict[str, dict[str, str]] = {}
+    # One document update per sample (label, history entry, provenance, review status), all in one bulk write: a
+    # crash leaves each sample fully ingested or untouched, and a rerun skips the ingested ones by fingerprint.
+    check_classes(dataset, label_field, {task.label for task in todo if task.label != current_label[task.sample_id]})
+    change, when = new_change_id(), now_utc()
+    why = f"Label Studio project {project_id}, round {round_index}"
+    updates = []
     for task in todo:
-        groups.setdefault(_who(task), {})[task.sample_id] = task.label
-    for who, labels in groups.items():
-        changed += set_labels(dataset, labels, label_field, why=f"Label Studio project {project_id}, round "
-                              f"{round_index}", source="label_studio", user=who)
-    if todo:
-        dataset.set_values(
-            PROVENANCE_FIELD,
-            {task.sample_id: provenance(task, project_id, round_index, current_label[task.sample_id])
-             for task in todo},
-            key_field="id",
-        )
-    done = [task.sample_id for task in todo if status.get(task.sample_id) in ("queued", "pushed")]
-    if done:
-        dataset.set_values(REVIEW_STATUS_FIELD, {sample_id: "done" for sample_id in done}, key_field="id")
+        old = current_label[task.sample_id]
+        fields: dict[str, Any] = {PROVENANCE_FIELD: provenance(task, project_id, round_index, old)}
+        if status.get(task.sample_id) in ("queued", "pushed"):
+            fields[REVIEW_STATUS_FIELD] = "done"
+        entry = None if old == task.label else history_entry(label_field, old, task.label, _who(task), when, why,
+                                                              "label_studio", change)
+        updates.append(SampleUpdate(task.sample_id, expected_label=old, new_label=task.label if entry else None,
+                                    history_entry=entry, fields=fields))
+    applied = write_sample_updates(dataset, label_field, updates)
+    if applied < len(updates):  # labels changed by another writer meanwhile: those samples wait for the next ingest
+        written = dict(zip(*dataset.select([u.sample_id for u in updates]).values(["id", PROVENANCE_FIELD])))
+        updates = [u for u in updates if _already_ingested(written.get(u.sample_id), by_sample[u.sample_id],
+                                                           project_id)]
+        logger.warning("%d samples changed while being ingested; the next ingest takes them.", len(todo) - applied)
+    changed = sum(1 for update in updates if update.new_label is not None)
+    done = [update.sample_id for update in updates if REVIEW_STATUS_FIELD in update.fields]
     report = IngestReport(
-        new=len(todo), changed=changed, confirmed=len(todo) - changed, unchanged=unchanged,
+        new=len(updates), changed=changed, confirmed=len(updates) - changed, unchanged=unchanged,
         invalid=len(invalid), invalid_reasons=dict(reasons), invalid_annotations=tuple(invalid),
         cancelled=int(cancelled),
         skipped_tasks=int(getattr(completed, "skipped_tasks", 0)), missing_samples=len(by_sample) - len(present),

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -319,12 +321,38 @@ class FixedModel:
 
     # -- persistence --------------------------------------------------------------------------------
     def save(self, path: str | Path) -> str:
-        """Save weights, normalisation and recipe to ``path``; returns the file's SHA-256."""
+        """Save weights, normalisation and recipe to ``path``; returns the file's SHA-256.
+
+        Crash-atomic: the file is written beside ``path`` under a temporary name, flushed to disk, then renamed over
+        ``path``, so ``path`` holds the old file or the whole new one. A path that a run records should never be
+        replaced, though (the run would then hold another file's hash): runs save with :meth:`save_checkpoint`.
+        """
+        path = Path(path)
+        temp, sha = self._write_temp(path.parent, path.stem)
+        _durable_rename(temp, path)
+        return sha
+
+    def save_checkpoint(self, folder: str | Path, stem: str) -> tuple[Path, str]:
+        """Save under a name holding the file's hash, ``<stem>-<sha256[:16]>.pt`` in ``folder``; returns it and the
+        SHA-256.
+
+        Content-addressed: a new checkpoint never replaces one a run recorded, so a crash between saving and
+        recording leaves the recorded checkpoint loadable with its hash (and the new file unreferenced, for
+        ``active_learning.predictions.collect_checkpoints``). The file is written under a temporary name
+        (``.<stem>.<pid>.<random>.tmp``), flushed to disk, hashed and renamed.
+        """
+        folder = Path(folder)
+        temp, sha = self._write_temp(folder, stem)
+        path = folder / checkpoint_name(stem, sha)
+        _durable_rename(temp, path)
+        return path, sha
+
+    def _write_temp(self, folder: Path, stem: str) -> tuple[Path, str]:
+        """Write the checkpoint to a new temporary file in ``folder``, flushed to disk; returns it and its hash."""
         import torch
 
         self._check_fitted()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu() for k, v in self.net_.state_dict().items()}
         payload = {
             "state_dict": state,
@@ -333,10 +361,16 @@ class FixedModel:
             "mean": self.mean_,
             "std": self.std_,
         }
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        torch.save(payload, tmp)
-        tmp.replace(path)
-        return file_sha256(path)
+        temp = folder / f".{stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}{TEMP_SUFFIX}"
+        try:
+            with open(temp, "wb") as handle:
+                torch.save(payload, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            return temp, file_sha256(temp)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
 
     @classmethod
     def load(cls, path: str | Path, expected_sha256: str | None = None, device: str | None = None) -> "FixedModel":
@@ -384,6 +418,35 @@ def _load_init_weights(net, path: str) -> None:
     if not any(k.startswith("layer1") for k in usable):
         raise ModelError(f"Initial weights {file} do not look like a ResNet-18 state dict.")
     net.load_state_dict(usable, strict=False)
+
+
+TEMP_SUFFIX = ".tmp"  # checkpoints being written; a killed writer leaves one (see temp_file_writer)
+
+
+def checkpoint_name(stem: str, sha256: str) -> str:
+    """The file name of a content-addressed checkpoint: ``<stem>-<sha256[:16]>.pt``."""
+    return f"{stem}-{sha256[:16]}.pt"
+
+
+def temp_file_writer(path: str | Path) -> int | None:
+    """The process id that wrote the temporary checkpoint ``path`` (``.<stem>.<pid>.<random>.tmp``), if named."""
+    parts = Path(path).name.rsplit(".", 3)
+    return int(parts[1]) if len(parts) == 4 and parts[1].isdigit() else None
+
+
+def _durable_rename(temp: Path, path: Path) -> None:
+    """Rename ``temp`` to ``path`` (atomic, replacing it) and flush the folder, so the new name survives a crash."""
+    os.replace(temp, path)
+    try:
+        descriptor = os.open(path.parent, os.O_RDONLY)
+    except OSError:  # a folder that cannot be opened (some platforms): the rename stands, unflushed
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
 
 
 def file_sha256(path: str | Path) -> str:

@@ -7,7 +7,10 @@ records the recipe, folds, seeds, device, the checkpoint path and its SHA-256, a
 
 from __future__ import annotations
 
+import logging
 import numbers
+import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +22,10 @@ from active_learning.errors import DataError, InputError, ModelError
 from active_learning.augment import tta_description
 from active_learning.image_source import load_view_images
 from active_learning.images import load_images
-from active_learning.model import (MAX_TTA_PX, FixedModel, ProgressCallback, Recipe, cross_val_proba, default_recipe,
-                                   default_tta_px, disjoint_proba, named_recipe, select_device)
+from active_learning.faults import pause_point
+from active_learning.model import (MAX_TTA_PX, TEMP_SUFFIX, FixedModel, ProgressCallback, Recipe, cross_val_proba,
+                                   default_recipe, default_tta_px, disjoint_proba, named_recipe, select_device,
+                                   temp_file_writer)
 from active_learning.runs import load_run, record_run
 from active_learning.views import LabeledArrays, labeled_arrays, write_fields
 
@@ -28,6 +33,8 @@ PROBS_FIELD = "model_probs"
 PREDICTION_FIELD = "model_prediction"
 EMBEDDING_FIELD = "model_embedding"
 DEFAULT_RUN_KEY = "curation_model"
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -118,6 +125,82 @@ def checkpoint_dir(dataset) -> Path:
     return Path(fo.config.default_dataset_dir) / "_curation_models" / dataset.name
 
 
+def collect_checkpoints(dataset, run_key: str) -> list[Path]:
+    """Delete the checkpoints of ``run_key`` that no run of ``dataset`` references any more, and the temporary
+    files that killed writers left in the checkpoint folder; returns what was deleted.
+
+    Call it after the run's record: the new checkpoint is referenced by then and the one it replaces is not. A
+    checkpoint of ``run_key`` is ``<run_key>-<sha256[:16]>.pt`` (or ``<run_key>.pt``, the fixed name older
+    versions wrote). It is kept while any run's configuration or results name a file of that name, and so is one
+    newer than every referenced one (another process may have saved it and not recorded it yet); nothing is
+    deleted when a run cannot be read. A temporary file (``*.tmp``) is deleted when it is older than this process
+    and the process that was writing it is gone.
+    """
+    folder = checkpoint_dir(dataset)
+    if not folder.is_dir():
+        return []
+    removed = _remove_stale_temp_files(folder)
+    own = re.compile(rf"^{re.escape(run_key)}(-[0-9a-f]{{16}})?\.pt$")
+    candidates = [path for path in folder.iterdir() if own.match(path.name) and path.is_file()]
+    if not candidates:
+        return removed
+    referenced: set[str] = set()
+    dataset.reload()
+    for key in dataset.list_runs():
+        try:
+            config, results = load_run(dataset, key)
+        except Exception:  # noqa: BLE001 - an unreadable run may reference any file: keep them all
+            logger.warning("Run %r of dataset %r cannot be read; no checkpoint is deleted.", key, dataset.name)
+            return removed
+        referenced.update(Path(text).name for text in _strings(results) + _strings(config) if text.endswith(".pt"))
+    mtimes = {path: _mtime(path) for path in candidates}
+    newest = max((t for path, t in mtimes.items() if path.name in referenced and t is not None), default=None)
+    for path, mtime in mtimes.items():
+        # A file newer than every referenced one may be another process's, saved and not yet recorded: kept.
+        if path.name not in referenced and mtime is not None and newest is not None and mtime <= newest:
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:  # deleted meanwhile (another process collected it)
+        return None
+
+
+def _strings(value) -> list[str]:
+    """Every string inside a JSON-like value."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [text for item in value.values() for text in _strings(item)]
+    if isinstance(value, (list, tuple)):
+        return [text for item in value for text in _strings(item)]
+    return []
+
+
+def _remove_stale_temp_files(folder: Path) -> list[Path]:
+    """Delete ``*.tmp`` files in ``folder`` written before this process started by processes that are gone."""
+    import psutil
+
+    started = psutil.Process().create_time()
+    removed = []
+    for path in folder.glob(f"*{TEMP_SUFFIX}"):
+        try:
+            if path.stat().st_mtime >= started:
+                continue
+        except FileNotFoundError:  # renamed or deleted meanwhile by its writer
+            continue
+        writer = temp_file_writer(path)
+        if writer is not None and writer != os.getpid() and psutil.pid_exists(writer):
+            continue  # still being written by a live process (on this machine)
+        path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
 def compute_model_outputs(
     view,
     label_field: str = "ground_truth",
@@ -190,10 +273,12 @@ def compute_model_outputs(
                "labeled samples")
     if tta_px or recipe.flip:
         how += f", {tta_description(tta_px, recipe.flip)}"
-    step(0.95, f"embedding {len(images)} images with the final model")
+    step(0.96, f"embedding {len(images)} images with the final model")
     embeddings = final.embed(images)
-    ckpt = checkpoint_dir(dataset) / f"{run_key}.pt"
-    sha = final.save(ckpt)
+    # Content-addressed (<run_key>-<sha[:16]>.pt): the checkpoint the run records now is never replaced, so a crash
+    # before the record below leaves that one loadable; collect_checkpoints removes the other after the record.
+    ckpt, sha = final.save_checkpoint(checkpoint_dir(dataset), run_key)
+    pause_point("model:after-checkpoint-save")
 
     step(0.97, f"writing probabilities, predictions and embeddings of {len(arrays.sample_ids)} samples")
     write_predictions(dataset, arrays.sample_ids, probs, arrays.classes, embeddings)
@@ -231,13 +316,14 @@ def compute_model_outputs(
                  "checkpoint": str(ckpt), "checkpoint_sha256": sha, "device": final.device_,
                  "seconds": summary.seconds},
     )
+    collect_checkpoints(dataset, run_key)
     return summary
 
 
 def _progress_steps(progress: ProgressCallback | None) -> ProgressCallback:
     def step(fraction: float, message: str) -> None:
         if progress is not None:
-            progress(min(max(fraction, 0.0), 1.0), message)
+            progress(round(min(max(fraction, 0.0), 1.0), 6), message)  # 0.8 + 0.15 * 1.0 is 0.95, not 0.95000...1
 
     return step
 

@@ -105,7 +105,7 @@ class RunRound(foo.Operator):
                               progress=progress)
             return {"round": state.index, "step": state.step, "accuracy": state.accuracy}
 
-        return reported(ctx, work)
+        return reported(ctx, work, lease=False)  # the round takes the lease step by step
 
 
 class IngestAnnotations(foo.Operator):
@@ -121,7 +121,7 @@ class IngestAnnotations(foo.Operator):
             report = ingest_now(ctx)
             return {"new": report.new, "unchanged": report.unchanged, "invalid": report.invalid}
 
-        return reported(ctx, work)
+        return reported(ctx, work, lease=False)  # the ingest takes the lease (and waits for it)
 
 
 class ActiveLearningPanel(RebuildingPanel):

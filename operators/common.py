@@ -16,13 +16,23 @@ def target_view(ctx):
     return ctx.target_view() if hasattr(ctx, "target_view") else ctx.view
 
 
-def reported(ctx, work: Callable[[], dict], errors: tuple[type[Exception], ...] = (CurationError,)) -> dict:
+def reported(ctx, work: Callable[[], dict], errors: tuple[type[Exception], ...] = (CurationError,),
+             lease: bool = True) -> dict:
     """Run an operator's ``work``; a known error becomes an App notification and ``{"error": ...}``.
 
-    After a run in the App (not delegated) the App reloads the dataset, so new fields and runs show at once.
+    The work holds the dataset's writer lease (``active_learning.lease``; ``lease=False`` for work that takes it
+    itself, step by step): a second writer is refused with who holds it. After a run in the App (not delegated) the
+    App reloads the dataset, so new fields and runs show at once.
     """
+    from active_learning.lease import writer_lease
+
+    holder = f"the App's {getattr(ctx, 'operator_uri', None) or 'operator'}"
     try:
-        result = work()
+        if lease and ctx.dataset is not None:
+            with writer_lease(ctx.dataset.name, holder):
+                result = work()
+        else:
+            result = work()
     except errors as exc:
         ctx.ops.notify(str(exc), variant="error")
         return {"error": str(exc)}

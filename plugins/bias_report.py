@@ -126,9 +126,12 @@ def _resolve_slice_fields(slice_fields: Sequence[str] | None, schema: Mapping[st
 def _read_image(path: str) -> np.ndarray:
     from PIL import Image
 
+    from active_learning.images import to_8bit
+
     with Image.open(path) as image:
         if image.mode in ("L", "RGB"):
             return np.asarray(image)
+        image = to_8bit(image)  # 16-bit grayscale scaled to 8 bits, never clipped
         return np.asarray(image.convert("L" if image.mode in GRAYSCALE_MODES else "RGB"))
 
 

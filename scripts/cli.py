@@ -34,10 +34,55 @@ def _csv(value: str | None) -> list[str] | None:
 
 
 def _ints(value: str) -> list[int]:
+    """``--seeds 0,1,2``: one or more comma-separated non-negative integers."""
     try:
-        return [int(v) for v in value.split(",") if v.strip()]
+        seeds = [int(v) for v in value.split(",") if v.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {value!r}") from None
+        seeds = None
+    if not seeds or any(seed < 0 for seed in seeds):
+        raise argparse.ArgumentTypeError(f"expected one or more comma-separated non-negative integers (e.g. 0,1,2), "
+                                         f"got {value!r}")
+    return seeds
+
+
+def _seed_list(value: str) -> list[int]:
+    """``--seed 3``: one non-negative integer, as a one-seed list."""
+    return [_at_least(0, "a seed")(value)]
+
+
+def _at_least(minimum: int, what: str = "an integer") -> Callable[[str], int]:
+    """An argparse type: an integer of at least ``minimum``."""
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            number = None
+        if number is None or number < minimum:
+            raise argparse.ArgumentTypeError(f"expected {what} of at least {minimum}, got {value!r}")
+        return number
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+def _fraction(value: str) -> float:
+    """A share in [0, 1)."""
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
+    if not 0.0 <= number < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a fraction from 0 up to (not including) 1, e.g. 0.2; "
+                                         f"got {value!r}")
+    return number
+
+
+def _class_names(value: str) -> str:
+    """``--classes a,b,c``: distinct non-empty names (returned as given, split by ``_csv``)."""
+    names = _csv(value) or []
+    if not names or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"expected distinct comma-separated class names (e.g. cat,dog), got {value!r}")
+    return value
 
 
 def _load(name: str):
@@ -471,13 +516,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="bring your own backbone: efficientnet_lite0 or torchvision:<model>, with --weights; its "
                             "frozen features (kept in backbone_<arch>_embedding) feed the K-fold head")
         p.add_argument("--weights", default=None, help="the backbone's pretrained state-dict file")
-        p.add_argument("--backbone-size", type=int, default=224, help="input size of the backbone (default 224)")
+        p.add_argument("--backbone-size", type=_at_least(32), default=224,
+                       help="input size of the backbone (default 224)")
 
     def recipe_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--recipe", default="auto", choices=["auto", *RECIPES],
                        help="the fixed model's recipe: photo (small photos, the default for colour images), fast "
                             "(ResNet-18, the default for grayscale); auto keeps the dataset's recipe once chosen")
-        p.add_argument("--image-size", type=int, default=None,
+        p.add_argument("--image-size", type=_at_least(8), default=None,
                        help="input size in pixels the images load at (default 32; e.g. 64 for larger photos)")
 
     parser = argparse.ArgumentParser(prog="curation", description=__doc__)
@@ -485,11 +531,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     def model_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--label-field", default="ground_truth", help="Classification field with the labels")
-        p.add_argument("--folds", type=int, default=5, help="K of the stratified K-fold (default 5)")
+        p.add_argument("--folds", type=_at_least(2), default=5, help="K of the stratified K-fold (default 5)")
         p.add_argument("--seeds", type=_ints, default=[0], help="comma-separated seeds; several = an ensemble")
-        p.add_argument("--epochs", type=int, default=None, help="override the fixed recipe's epochs (recorded)")
+        p.add_argument("--epochs", type=_at_least(1), default=None,
+                       help="override the fixed recipe's epochs (recorded)")
         p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
-        p.add_argument("--tta-px", type=int, default=None, help=tta_help)
+        p.add_argument("--tta-px", type=_at_least(0), default=None, help=tta_help)
         recipe_options(p)
         own_model_options(p)
         p.add_argument("--train-tag", default="train", help="tag of the samples to score ('' = all)")
@@ -501,12 +548,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default=None, help="folder of class subfolders, of IDX files, or a FiftyOne export "
                                                  "(default: scikit-learn's bundled digits)")
     p.add_argument("--name", required=True, help="dataset name")
-    p.add_argument("--test-fraction", type=float, default=0.2, help="share tagged test when the source has none")
-    p.add_argument("--pool-fraction", type=float, default=0.0, help="share of train tagged pool (active learning)")
-    p.add_argument("--max-per-split", type=int, default=None, help="seeded subset per IDX file pair")
-    p.add_argument("--classes", default=None, help="comma-separated class names for IDX files")
+    p.add_argument("--test-fraction", type=_fraction, default=0.2, help="share tagged test when the source has none")
+    p.add_argument("--pool-fraction", type=_fraction, default=0.0, help="share of train tagged pool (active learning)")
+    p.add_argument("--max-per-split", type=_at_least(1), default=None, help="seeded subset per IDX file pair")
+    p.add_argument("--classes", type=_class_names, default=None, help="comma-separated class names for IDX files")
     p.add_argument("--media-dir", default=None, help="where array images are written as PNG")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_at_least(0, "a seed"), default=0)
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset of that name")
     p.set_defaults(func=cmd_import)
 
@@ -527,12 +574,12 @@ def build_parser() -> argparse.ArgumentParser:
                                             "near-duplicates and outliers")
     p.add_argument("dataset")
     p.add_argument("--label-field", default="ground_truth", help="Classification field with the labels")
-    p.add_argument("--folds", type=int, default=None, help="K of the stratified K-fold (default 5)")
-    p.add_argument("--seed", dest="seeds", type=lambda v: [int(v)], default=None, help="training and fold seed (0)")
+    p.add_argument("--folds", type=_at_least(2), default=None, help="K of the stratified K-fold (default 5)")
+    p.add_argument("--seed", dest="seeds", type=_seed_list, default=None, help="training and fold seed (0)")
     p.add_argument("--seeds", dest="seeds", type=_ints, help="several comma-separated seeds: an ensemble")
-    p.add_argument("--epochs", type=int, default=None, help="override the fixed recipe's epochs (recorded)")
-    p.add_argument("--tta-px", type=int, default=None, help=tta_help + "; stored probabilities made with other "
-                   "--folds/--seeds/--epochs/--tta-px/--recipe are recomputed, unset ones reuse what is stored")
+    p.add_argument("--epochs", type=_at_least(1), default=None, help="override the fixed recipe's epochs (recorded)")
+    p.add_argument("--tta-px", type=_at_least(0), default=None, help=tta_help + "; stored probabilities made with "
+                   "other --folds/--seeds/--epochs/--tta-px/--recipe are recomputed, unset ones reuse what is stored")
     recipe_options(p)
     own_model_options(p)
     p.add_argument("--rank-method", default="self_confidence", choices=RANK_METHODS,
@@ -544,7 +591,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                       "probabilities start a K-fold training over all of them)")
     p.add_argument("--fit-tag", default="", help="train on the samples with this tag (disjoint from --tag) instead "
                                                  "of K-fold, e.g. --tag test --fit-tag train")
-    p.add_argument("--top", type=int, default=15, help="how many suspects to print")
+    p.add_argument("--top", type=_at_least(0), default=15, help="how many suspects to print")
     p.add_argument("--recompute", action="store_true", help="recompute the probabilities even if present")
     p.set_defaults(func=cmd_label_errors)
 
@@ -668,6 +715,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+WRITING_COMMANDS = ("import", "model", "check", "label-errors", "bias", "drift")
+
+
+def _writer_lease(args: argparse.Namespace):
+    """The dataset's lease for a command that changes it: one writer per dataset (``active_learning.lease``).
+
+    ``al round`` and ``al ingest`` take it themselves, step by step, so a round waiting for annotators holds none.
+    """
+    import contextlib
+
+    from active_learning.lease import writer_lease
+
+    name = args.name if args.command == "import" else getattr(args, "dataset", None)
+    writes = args.command in WRITING_COMMANDS or (args.command == "al" and args.al_command == "init")
+    if not writes or not name:
+        return contextlib.nullcontext()
+    command = f"curation {args.command}" + (f" {args.al_command}" if args.command == "al" else "")
+    return writer_lease(name, command)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``curation`` console script."""
     os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
@@ -675,7 +742,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with _writer_lease(args):
+            return int(args.func(args) or 0)
     except CurationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

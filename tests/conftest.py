@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -83,7 +84,8 @@ def dataset_name(request: pytest.FixtureRequest) -> str:
     """A unique dataset name, deleted after the test."""
     import fiftyone as fo
 
-    name = f"test-{request.node.name}"[:60].replace("[", "-").replace("]", "")
+    # a valid dataset name: the importer refuses path separators (a parametrized id may hold an operator's URI)
+    name = re.sub(r"[^A-Za-z0-9_-]+", "-", f"test-{request.node.name}")[:60].strip("-")
     if fo.dataset_exists(name):
         fo.delete_dataset(name)
     yield name

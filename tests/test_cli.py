@@ -226,3 +226,35 @@ def test_label_errors_without_tag_scores_what_the_model_run_scored_and_says_so(d
     assert len(dataset.exists("label_issue_rank")) == 120
     both = run_cli(["label-errors", dataset_name, "--all", "--tag", "train"], cli_env)
     assert both.returncode == 2 and "Give --tag or --all, not both." in both.stderr
+
+
+def test_import_again_after_losing_media_rewrites_the_images(dataset_name, cli_env, tmp_path, shared_data):
+    """The no-op check looks at the files: a second import of the same source restores deleted PNGs (issue 16)."""
+    import shutil
+    from pathlib import Path
+
+    import fiftyone as fo
+
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        shutil.copy(shared_data / "mnist" / name, tmp_path / name)
+    args = ["import", "--name", dataset_name, "--data", str(tmp_path), "--max-per-split", "12"]
+    assert run_cli(args, cli_env).returncode == 0
+    dataset = fo.load_dataset(dataset_name)
+    ids, paths = dataset.values(["id", "filepath"])
+    shutil.rmtree(Path(paths[0]).parent)
+    again = run_cli(args, cli_env)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "12 of its 12 image files were missing: rewrote them from the source" in again.stderr
+    dataset.reload()
+    assert dataset.values("id") == ids and all(Path(p).is_file() for p in paths)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["model", "any", "--seeds", ","], "argument --seeds: expected one or more comma-separated non-negative"),
+    (["model", "any", "--epochs", "-1"], "argument --epochs: expected an integer of at least 1, got '-1'"),
+    (["label-errors", "any", "--seeds", ","], "argument --seeds"),
+    (["import", "--name", ""], "error: The dataset name is empty"),
+])
+def test_bad_options_are_errors_not_tracebacks(argv, message, cli_env):
+    result = run_cli(argv, cli_env)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr

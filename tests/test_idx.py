@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from active_learning.errors import CurationError, InputError
-from active_learning.idx import IMAGES_MAGIC, LABELS_MAGIC, read_idx, read_idx_pair
+from active_learning.idx import (FASHION_MNIST_CLASSES, IMAGES_MAGIC, LABELS_MAGIC, idx_class_names, read_idx,
+                                 read_idx_pair)
 
 
 def _raw(path: Path) -> bytes:
@@ -159,3 +160,38 @@ def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="does not exist"):
         read_idx(tmp_path / "nope-idx3-ubyte.gz")
     assert issubclass(InputError, CurationError) and issubclass(InputError, ValueError)
+
+
+# -- empty files and class names (issue 16) ----------------------------------------------------------------------
+@pytest.mark.parametrize("shape, match", [((0, 28, 28), "holds 0 images"), ((3, 0, 28), "0x28-pixel images"),
+                                          ((3, 28, 0), "28x0-pixel images")])
+def test_empty_images_are_refused(tmp_path: Path, shape: tuple, match: str) -> None:
+    images = _write(tmp_path / "t10k-images-idx3-ubyte", _encode(np.zeros(shape, dtype=np.uint8)))
+    labels = _write(tmp_path / "t10k-labels-idx1-ubyte", _encode(np.zeros(shape[0], dtype=np.uint8)))
+    with pytest.raises(InputError, match=match):
+        read_idx_pair(images, labels)
+
+
+def _labels(*values: int) -> dict[Path, np.ndarray]:
+    return {Path("train-labels-idx1-ubyte"): np.asarray(values, dtype=np.uint8)}
+
+
+def test_class_names_cover_every_label(tmp_path: Path) -> None:
+    assert idx_class_names(tmp_path, None, _labels(0, 1, 2, 1)) == ["0", "1", "2"]
+    assert idx_class_names(tmp_path, ["a", "b", "c", "d"], _labels(0, 1)) == ["a", "b", "c", "d"]
+    with pytest.raises(InputError, match=r"labels go up to 200, but 190 label value\(s\) below that never occur"):
+        idx_class_names(tmp_path, None, _labels(*range(10), 200))
+    with pytest.raises(InputError, match=r"holds label 200 \(sample 10\) but only 10 class names are known, from "
+                                         r"--classes: labels must lie in 0..9"):
+        idx_class_names(tmp_path, [str(i) for i in range(10)], _labels(*range(10), 200))
+    with pytest.raises(InputError, match="must be unique and not empty; repeated: a"):
+        idx_class_names(tmp_path, ["a", "b", "a"], _labels(0, 1))
+    (tmp_path / "classes.txt").write_text("cat\ndog\n\n")
+    assert idx_class_names(tmp_path, None, _labels(0, 1, 1)) == ["cat", "dog"]
+    with pytest.raises(InputError, match="only 2 class names are known, from .*classes.txt"):
+        idx_class_names(tmp_path, None, _labels(0, 1, 2))  # a short classes.txt is refused, not replaced by digits
+    fashion = tmp_path / "fashion-mnist-copy"
+    fashion.mkdir()
+    assert idx_class_names(fashion, None, _labels(0, 9)) == FASHION_MNIST_CLASSES
+    with pytest.raises(InputError, match="Fashion-MNIST's class names"):
+        idx_class_names(fashion, None, _labels(0, 10))

@@ -52,6 +52,11 @@ def _class_tree(root: Path, per_class: int = 4, classes: dict = COLORS) -> dict[
     return truth
 
 
+def _pngs(folder: Path) -> list[str]:
+    """The image files of a media folder (without its owner file)."""
+    return sorted(n for n in os.listdir(folder) if not n.startswith("."))
+
+
 def _sample_table(dataset) -> dict[str, tuple]:
     ids, paths, labels, tags = dataset.values(["id", "filepath", f"{LABEL_FIELD}.label", "tags"])
     return {i: (p, l, tuple(t)) for i, p, l, t in zip(ids, paths, labels, tags)}
@@ -126,7 +131,7 @@ def test_digits_idempotent_clash_and_overwrite(dataset_name: str) -> None:
     assert _state() == state  # no staging dataset or staging media folder left
     paths = replaced.values("filepath")
     assert all(Path(p).is_file() for p in paths)
-    assert len(os.listdir(_media_dir() / dataset_name)) == 1797  # the old PNGs were replaced, not added to
+    assert len(_pngs(_media_dir() / dataset_name)) == 1797  # the old PNGs were replaced, not added to
     # The replaced dataset is itself idempotent under its new options.
     assert _sample_table(import_dataset(dataset_name, None, test_fraction=0.3, progress=False)) == \
         _sample_table(replaced)
@@ -220,14 +225,19 @@ def test_idx_single_file_path_and_class_names(dataset_name: str, shared_data: Pa
 
 
 # -- FiftyOne exports --------------------------------------------------------------------------------------
-def test_fiftyone_image_classification_export(dataset_name: str, tmp_path: Path) -> None:
-    truth = _class_tree(tmp_path / "src", per_class=3)
+def _export(truth: dict[str, str], export: Path) -> Path:
+    """A FiftyOne image-classification export of the files ``truth`` maps to their classes."""
     source = fo.Dataset()
     source.add_samples([fo.Sample(filepath=p, ground_truth=fo.Classification(label=c)) for p, c in truth.items()])
-    export = tmp_path / "export"
     source.export(export_dir=str(export), dataset_type=fo.types.FiftyOneImageClassificationDataset,
                   label_field=LABEL_FIELD, classes=["cat", "dog", "fox"])
     source.delete()
+    return export
+
+
+def test_fiftyone_image_classification_export(dataset_name: str, tmp_path: Path) -> None:
+    truth = _class_tree(tmp_path / "src", per_class=3)
+    export = _export(truth, tmp_path / "export")
 
     dataset = import_dataset(dataset_name, str(export), progress=False)
     assert len(dataset) == 9
@@ -358,7 +368,7 @@ def test_media_dir_is_never_a_folder_of_other_files(dataset_name: str, tmp_path:
     dataset = import_dataset(dataset_name, str(folder), max_per_split=10, media_dir="media", progress=False)
     paths = dataset.values("filepath")
     assert all(Path(p).is_absolute() and Path(p).is_file() for p in paths)  # a relative --media-dir is resolved
-    assert sorted(os.listdir(media)) == sorted(Path(p).name for p in paths)
+    assert _pngs(media) == sorted(Path(p).name for p in paths)
     assert all(Path(p).parent == media for p in paths)
     table = _sample_table(dataset)
 
@@ -382,8 +392,8 @@ def test_media_dir_is_never_a_folder_of_other_files(dataset_name: str, tmp_path:
     # Its own folder is replaced on overwrite.
     replaced = import_dataset(dataset_name, str(folder), max_per_split=12, media_dir=str(media), overwrite=True,
                               progress=False)
-    assert sorted(os.listdir(media)) == sorted(Path(p).name for p in replaced.values("filepath"))
-    assert len(os.listdir(media)) == 12
+    assert _pngs(media) == sorted(Path(p).name for p in replaced.values("filepath"))
+    assert len(_pngs(media)) == 12
 
 
 def test_bad_source_keeps_the_existing_dataset(dataset_name: str, tmp_path: Path) -> None:
@@ -395,3 +405,309 @@ def test_bad_source_keeps_the_existing_dataset(dataset_name: str, tmp_path: Path
     _assert_refused(dataset_name, str(tmp_path / "bad"), "garbage.png", overwrite=True)
     assert _sample_table(fo.load_dataset(dataset_name)) == table
     assert sorted(p for p, _, _ in table.values()) == sorted(truth)
+
+
+# -- crash safety and concurrency (issue 16): real CLI processes, killed with SIGKILL at named points -------------
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+from conftest import run_cli  # noqa: E402
+
+LEASE_SECONDS = "2"  # the killed import's dataset lease runs out this fast, so the rerun need not wait 60 s
+
+
+def _idx_copy(shared_data: Path, folder: Path) -> Path:
+    folder.mkdir()
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        shutil.copy(shared_data / "mnist" / name, folder / name)
+    return folder
+
+
+def _start_cli(args: list[str], env: dict[str, str], log: Path, pause_at: str | None = None,
+               marker: Path | None = None, pause_seconds: float = 600) -> subprocess.Popen:
+    env = {**env, "CURATION_LEASE_SECONDS": LEASE_SECONDS}
+    if pause_at:
+        env.update(CURATION_TEST_PAUSE_AT=pause_at, CURATION_TEST_PAUSE_MARKER=str(marker),
+                   CURATION_TEST_PAUSE_SECONDS=str(pause_seconds))
+    exe = Path(sys.executable).with_name("curation")
+    return subprocess.Popen([str(exe), *args], env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, text=True)
+
+
+def _wait_for(marker: Path, proc: subprocess.Popen, log: Path, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while not marker.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"the import never reached its pause point (rc {proc.poll()}):\n{log.read_text()[-3000:]}")
+        time.sleep(0.1)
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    os.kill(proc.pid, signal.SIGKILL)
+    assert proc.wait(timeout=30) == -signal.SIGKILL
+
+
+def _leftovers(media_parent: Path) -> list[str]:
+    """Staging or replaced datasets and folders, import journals and dataset leases: what a crash can leave."""
+    import fiftyone.core.odm as foo
+
+    db = foo.get_db_conn()
+    found = [n for n in fo.list_datasets() if ".staging-" in n or ".replaced-" in n]
+    if media_parent.is_dir():
+        found += [p.name for p in media_parent.iterdir() if p.name.startswith((".staging-", ".replaced-"))]
+    found += [f"journal {d['_id']}" for d in db["curation_import_journal"].find({})]
+    found += [f"lease {d['_id']}" for d in db["curation_leases"].find({})]
+    return found
+
+
+def _assert_intact(name: str, table: dict | None = None, size: int | None = None, source: Path | None = None):
+    """The dataset exists, every file it references exists and holds the pixels of its source sample."""
+    dataset = fo.load_dataset(name)
+    dataset.reload()
+    if table is not None:
+        assert _sample_table(dataset) == table
+    if size is not None:
+        assert len(dataset) == size
+    paths, index = dataset.values(["filepath", "source_index"])
+    assert len(set(paths)) == len(paths) and len(set(index)) == len(index), "duplicated samples"
+    assert all(os.path.isfile(p) for p in paths), "a sample's file is gone"
+    if source is not None:
+        images, _ = read_idx_pair(source / "t10k-images-idx3-ubyte.gz", source / "t10k-labels-idx1-ubyte.gz")
+        for path, k in zip(paths, index):
+            np.testing.assert_array_equal(np.asarray(Image.open(path)), images[k])
+    return dataset
+
+
+def test_kill_during_overwrite_keeps_the_old_dataset_and_the_next_import_cleans_up(
+        dataset_name: str, tmp_path: Path, shared_data: Path, cli_env: dict) -> None:
+    source = _idx_copy(shared_data, tmp_path / "idx")
+    original = ["import", "--name", dataset_name, "--data", str(source), "--max-per-split", "20"]
+    replacement = ["import", "--name", dataset_name, "--data", str(source), "--max-per-split", "30", "--overwrite"]
+    assert run_cli(original, cli_env).returncode == 0
+    old = _assert_intact(dataset_name, size=20, source=source)
+    table = _sample_table(old)
+    media = Path(old.first().filepath).parent
+
+    marker, log = tmp_path / "paused", tmp_path / "import.log"
+    proc = _start_cli(replacement, cli_env, log, "import:before-swap", marker)
+    _wait_for(marker, proc, log)
+    _kill(proc)
+    # Killed with the new media and dataset complete under staging names: the old dataset keeps every file.
+    _assert_intact(dataset_name, table=table, source=source)
+    assert _pngs(media) == sorted(Path(p).name for p, _, _ in table.values())
+    left = _leftovers(media.parent)
+    assert any(n.startswith(f"{dataset_name}.staging-") for n in left) and any(
+        n.startswith(".staging-") for n in left), left  # what the kill left, for the next import to clean
+
+    time.sleep(float(LEASE_SECONDS) + 0.5)
+    again = run_cli(original, {**cli_env, "CURATION_LEASE_SECONDS": LEASE_SECONDS})
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "Recovered: removed what an interrupted import" in again.stderr
+    _assert_intact(dataset_name, table=table, source=source)  # still a no-op: the same samples, files and ids
+    assert _leftovers(media.parent) == []
+
+    replaced = run_cli(replacement, cli_env)
+    assert replaced.returncode == 0, replaced.stderr[-2000:]
+    new = _assert_intact(dataset_name, size=30, source=source)
+    assert not set(_sample_table(new)) & set(table)
+    assert _pngs(media) == sorted(Path(p).name for p in new.values("filepath"))
+    assert _leftovers(media.parent) == []
+
+
+def test_kill_in_the_middle_of_the_swap_is_finished_by_the_next_import(
+        dataset_name: str, tmp_path: Path, shared_data: Path, cli_env: dict) -> None:
+    source = _idx_copy(shared_data, tmp_path / "idx")
+    assert run_cli(["import", "--name", dataset_name, "--data", str(source), "--max-per-split", "20"],
+                   cli_env).returncode == 0
+    media = Path(fo.load_dataset(dataset_name).first().filepath).parent
+    replacement = ["import", "--name", dataset_name, "--data", str(source), "--max-per-split", "30", "--overwrite"]
+    marker, log = tmp_path / "paused", tmp_path / "import.log"
+    proc = _start_cli(replacement, cli_env, log, "import:mid-swap", marker)
+    _wait_for(marker, proc, log)
+    _kill(proc)
+    # Killed after the commit began: the old dataset is renamed away, the new one not yet in place.
+    assert not fo.dataset_exists(dataset_name)
+    assert any(".replaced-" in n for n in fo.list_datasets())
+
+    time.sleep(float(LEASE_SECONDS) + 0.5)
+    rerun = run_cli(replacement, {**cli_env, "CURATION_LEASE_SECONDS": LEASE_SECONDS})
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert "Recovered: finished the interrupted replacement" in rerun.stderr
+    new = _assert_intact(dataset_name, size=30, source=source)  # the new samples with their own pixels
+    assert _pngs(media) == sorted(Path(p).name for p in new.values("filepath"))
+    assert _leftovers(media.parent) == []
+
+
+def test_concurrent_import_into_the_same_new_name_is_refused_and_leaves_nothing(
+        dataset_name: str, tmp_path: Path, cli_env: dict) -> None:
+    first = _class_tree(tmp_path / "first", per_class=2)
+    second = _class_tree(tmp_path / "second", per_class=3)
+    marker, log = tmp_path / "paused", tmp_path / "first.log"
+    proc = _start_cli(["import", "--name", dataset_name, "--data", str(tmp_path / "first")], cli_env, log,
+                      "import:before-swap", marker, pause_seconds=8)
+    _wait_for(marker, proc, log)
+    other = run_cli(["import", "--name", dataset_name, "--data", str(tmp_path / "second")], cli_env)
+    assert other.returncode == 2 and "Traceback" not in other.stderr
+    assert f"Dataset {dataset_name!r} is being changed by curation import (pid {proc.pid}" in other.stderr
+    assert proc.wait(timeout=120) == 0, log.read_text()[-3000:]
+    dataset = _assert_intact(dataset_name)
+    assert sorted(dataset.values("filepath")) == sorted(first)  # the first import's files, none of the second's
+    assert not set(dataset.values("filepath")) & set(second)
+    assert _leftovers(_media_dir()) == []
+
+
+def test_racing_imports_into_one_new_name_leave_one_complete_dataset(
+        dataset_name: str, tmp_path: Path, cli_env: dict) -> None:
+    sources = {"a": _class_tree(tmp_path / "a", per_class=2), "b": _class_tree(tmp_path / "b", per_class=3)}
+    procs = {key: _start_cli(["import", "--name", dataset_name, "--data", str(tmp_path / key)], cli_env,
+                             tmp_path / f"{key}.log") for key in sources}
+    codes = {key: proc.wait(timeout=180) for key, proc in procs.items()}
+    logs = {key: (tmp_path / f"{key}.log").read_text() for key in sources}
+    assert sorted(codes.values()) == [0, 2], logs
+    winner = next(key for key, code in codes.items() if code == 0)
+    loser = next(key for key in sources if key != winner)
+    assert "Traceback" not in logs[loser]
+    assert "is being changed by curation import" in logs[loser] or "already exists" in logs[loser], logs[loser]
+    dataset = _assert_intact(dataset_name)
+    assert sorted(dataset.values("filepath")) == sorted(sources[winner])
+    assert _leftovers(_media_dir()) == []
+
+
+# -- the no-op check looks at the files ------------------------------------------------------------------------------
+def test_same_source_again_rewrites_missing_images(dataset_name: str, tmp_path: Path, shared_data: Path,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    source = _idx_copy(shared_data, tmp_path / "idx")
+    dataset = import_dataset(dataset_name, str(source), max_per_split=25, progress=False)
+    table = _sample_table(dataset)
+    paths = sorted(p for p, _, _ in table.values())
+    for path in paths[:7]:
+        os.remove(path)
+    with caplog.at_level("WARNING"):
+        again = import_dataset(dataset_name, str(source), max_per_split=25, progress=False)
+    assert "7 of its 25 image files were missing: rewrote them" in caplog.text
+    _assert_intact(dataset_name, table=table, source=source)  # the same samples (ids), every file back
+    assert _sample_table(again) == table
+
+    shutil.rmtree(Path(paths[0]).parent)  # the whole media folder gone (what the old --overwrite did on a kill)
+    import_dataset(dataset_name, str(source), max_per_split=25, progress=False)
+    _assert_intact(dataset_name, table=table, source=source)
+    assert _pngs(Path(paths[0]).parent) == sorted(Path(p).name for p in paths)
+
+
+def test_same_export_again_with_missing_files_says_so(dataset_name: str, tmp_path: Path) -> None:
+    truth = _class_tree(tmp_path / "src", per_class=2)
+    export = _export(truth, tmp_path / "export")
+    dataset = import_dataset(dataset_name, str(export), progress=False)
+    table = _sample_table(dataset)
+    os.remove(dataset.first().filepath)
+    from active_learning.errors import DataError
+
+    with pytest.raises(DataError, match="1 of its 6 image files are missing .* restore them"):
+        import_dataset(dataset_name, str(export), progress=False)
+    _assert_refused(dataset_name, str(export), "could not be read as", overwrite=True)  # FiftyOne checks it
+    assert _sample_table(fo.load_dataset(dataset_name)) == table  # the refused overwrite kept the dataset
+
+
+def test_dataset_names_are_checked_before_anything_is_written(tmp_path: Path) -> None:
+    from active_learning.import_commit import validate_dataset_name
+
+    for good in ("mnist", "My photos 2024", "cifar10_train-v2", "fashion.mnist"):
+        assert validate_dataset_name(good) == good
+    for bad, why in (("", "empty"), ("../x", "outside"), ("a/b", "path separator"), ("a\x00b", "control"),
+                     (".x", "starts with '.'"), (" x", "whitespace"), ("x" * 201, "longer than"),
+                     ("!!!", "FiftyOne refuses"), ("d.replaced-1", "reserved")):
+        before = _state()
+        with pytest.raises(InputError, match=why):
+            import_dataset(bad, None, progress=False)
+        assert _state() == before
+
+
+def test_kill_leftovers_are_removed_by_an_import_of_another_name(
+        dataset_name: str, tmp_path: Path, shared_data: Path, cli_env: dict) -> None:
+    source = _idx_copy(shared_data, tmp_path / "idx")
+    killed = f"{dataset_name}-killed"
+    marker, log = tmp_path / "paused", tmp_path / "import.log"
+    proc = _start_cli(["import", "--name", killed, "--data", str(source), "--max-per-split", "15"], cli_env, log,
+                      "import:before-swap", marker)
+    _wait_for(marker, proc, log)
+    _kill(proc)
+    assert not fo.dataset_exists(killed)  # a new name: nothing under it until the swap
+    assert any(n.startswith(".staging-") for n in _leftovers(_media_dir()))
+    time.sleep(float(LEASE_SECONDS) + 0.5)
+    other = run_cli(["import", "--name", dataset_name, "--data", str(source), "--max-per-split", "5"],
+                    {**cli_env, "CURATION_LEASE_SECONDS": LEASE_SECONDS})
+    assert other.returncode == 0, other.stderr[-2000:]
+    assert f"Recovered: removed what an interrupted import of {killed!r} had staged" in other.stderr
+    assert not fo.dataset_exists(killed) and _leftovers(_media_dir()) == []
+    assert not (_media_dir() / killed).exists()
+    _assert_intact(dataset_name, size=5, source=source)
+
+
+def test_fiftyone_dataset_export_with_missing_media_is_refused(dataset_name: str, tmp_path: Path) -> None:
+    truth = _class_tree(tmp_path / "src", per_class=2)
+    source = fo.Dataset()
+    source.add_samples([fo.Sample(filepath=p, ground_truth=fo.Classification(label=c)) for p, c in truth.items()])
+    source.export(export_dir=str(tmp_path / "export"), dataset_type=fo.types.FiftyOneDataset, export_media=True)
+    source.delete()
+    victim = next((tmp_path / "export" / "data").iterdir())
+    victim.unlink()
+    error = _assert_refused(dataset_name, str(tmp_path / "export"), "1 of the 6 images of the export")
+    assert victim.name in str(error) and "export it again with its media" in str(error)
+
+
+@pytest.mark.parametrize("when", ["before-commit", "during-commit"])
+def test_a_name_taken_by_another_writer_meanwhile_is_refused_at_the_atomic_rename(
+        dataset_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, when: str) -> None:
+    """A writer that bypasses the lease (a notebook's ``fo.Dataset(name)``) takes the name while the import runs:
+    the import's final rename fails (dataset names are unique in MongoDB), the intruder's dataset is kept and the
+    import leaves nothing behind."""
+    from active_learning import import_commit, importers
+
+    _class_tree(tmp_path / "animals", per_class=2)
+    intruder = {}
+    if when == "before-commit":
+        build = importers._build
+
+        def build_then_intrude(*args, **kwargs):
+            dataset = build(*args, **kwargs)
+            intruder["dataset"] = fo.Dataset(dataset_name)
+            return dataset
+
+        monkeypatch.setattr(importers, "_build", build_then_intrude)
+    else:
+        set_phase = import_commit._set_phase
+
+        def set_phase_then_intrude(journal, phase):  # after commit's own check: only the unique index refuses
+            set_phase(journal, phase)
+            intruder["dataset"] = fo.Dataset(dataset_name)
+
+        monkeypatch.setattr(import_commit, "_set_phase", set_phase_then_intrude)
+    with pytest.raises(DatasetExistsError, match=f"{dataset_name!r} was (created|taken) by another writer"):
+        import_dataset(dataset_name, str(tmp_path / "animals"), progress=False)
+    assert fo.load_dataset(dataset_name) is intruder["dataset"] and len(intruder["dataset"]) == 0
+    assert _leftovers(_media_dir()) == []
+
+
+def test_media_dir_of_another_dataset_is_refused(dataset_name: str, tmp_path: Path, shared_data: Path) -> None:
+    source = _idx_copy(shared_data, tmp_path / "idx")
+    media = tmp_path / "media"
+    first = import_dataset(dataset_name, str(source), max_per_split=6, media_dir=str(media), progress=False)
+    assert (media / ".curation-dataset").read_text().strip() == dataset_name
+    table = _sample_table(first)
+    other = f"{dataset_name}-other"
+    try:
+        _assert_refused(other, str(source), f"holds the images of dataset {dataset_name!r}", max_per_split=8,
+                        media_dir=str(media))
+        _assert_intact(dataset_name, table=table, source=source)  # its PNGs were not replaced by the other's
+        # The owner itself may replace them, and a folder whose dataset was deleted is free again.
+        import_dataset(dataset_name, str(source), max_per_split=7, media_dir=str(media), overwrite=True,
+                       progress=False)
+        assert len(_pngs(media)) == 7
+        fo.delete_dataset(dataset_name)
+        assert len(import_dataset(other, str(source), max_per_split=8, media_dir=str(media), progress=False)) == 8
+        assert (media / ".curation-dataset").read_text().strip() == other
+    finally:
+        if fo.dataset_exists(other):
+            fo.delete_dataset(other)

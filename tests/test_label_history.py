@@ -137,3 +137,72 @@ def test_undo_of_entries_from_before_change_ids(small_dataset):
 def test_undo_on_a_dataset_without_history_does_nothing(small_dataset):
     undone = undo_last_change(small_dataset)
     assert undone.num_reverted == 0 and undone.skipped == 0 and undone.change is None
+
+
+# -- crash safety: one document update per sample ------------------------------------------------------------------
+
+
+def _spy_bulk_writes(monkeypatch, dataset) -> list[list]:
+    """The operations of every bulk write on ``dataset``'s sample collection, one list per call."""
+    from pymongo.collection import Collection
+
+    calls: list[list] = []
+    original = Collection.bulk_write
+
+    def spy(self, requests, *args, **kwargs):
+        if self.name == dataset._sample_collection_name:
+            calls.append(list(requests))
+        return original(self, requests, *args, **kwargs)
+
+    monkeypatch.setattr(Collection, "bulk_write", spy)
+    return calls
+
+
+def test_set_labels_is_one_update_per_sample_in_one_bulk_write(small_dataset, monkeypatch):
+    """The App's accept and undo: label and history entry of a sample change together, or not at all."""
+    ids = small_dataset.values("id")
+    before = dict(zip(ids, small_dataset.values("last_modified_at")))
+    calls = _spy_bulk_writes(monkeypatch, small_dataset)
+    assert set_labels(small_dataset, {ids[0]: "fox", ids[1]: "fox", ids[2]: "cat"}, source="panel") == 2
+    (ops,) = calls
+    assert sorted(str(op._filter["_id"]) for op in ops) == sorted([ids[0], ids[1]])
+    for op in ops:
+        assert {"ground_truth", HISTORY_FIELD, "last_modified_at"} == set(op._doc[0]["$set"])
+    calls.clear()
+    assert undo_last_change(small_dataset, [ids[0]]).num_reverted == 1
+    assert [len(ops) for ops in calls] == [1], "the undo too"
+
+    sample = small_dataset[ids[0]]
+    assert sample.ground_truth.label == "cat" and sample.ground_truth.id  # a real Classification, with an id
+    assert small_dataset[ids[1]].ground_truth.label == "fox"
+    after = dict(zip(ids, small_dataset.values("last_modified_at")))
+    assert after[ids[0]] > before[ids[0]] and after[ids[1]] > before[ids[1]]
+    assert after[ids[2]] == before[ids[2]], "an unchanged sample is not touched"
+    assert small_dataset.count_values("ground_truth.label") == {"cat": 3, "dog": 2, "fox": 1}
+
+
+def test_a_null_history_gets_its_first_entry(small_dataset):
+    import fiftyone as fo
+
+    ids = small_dataset.values("id")
+    small_dataset.add_sample_field(HISTORY_FIELD, fo.ListField)
+    small_dataset._sample_collection.update_many({}, {"$set": {HISTORY_FIELD: None}})  # as older writers left it
+    assert set_labels(small_dataset, {ids[0]: "fox"}, user="alice") == 1
+    assert [(h["old"], h["new"]) for h in small_dataset[ids[0]][HISTORY_FIELD]] == [("cat", "fox")]
+
+
+def test_an_update_whose_label_changed_meanwhile_is_not_applied(small_dataset):
+    """The history's ``old`` is always the label the change replaced: a stale read writes nothing."""
+    from active_learning.label_history import SampleUpdate, history_entry, write_sample_updates
+
+    ids = small_dataset.values("id")
+    stale = history_entry("ground_truth", "dog", "fox", "bob", "2026-01-01T00:00:00+00:00", "", "manual", "c1")
+    fresh = history_entry("ground_truth", "dog", "fox", "bob", "2026-01-01T00:00:00+00:00", "", "manual", "c1")
+    updates = [SampleUpdate(ids[0], expected_label="dog", new_label="fox", history_entry=stale),  # it is "cat"
+               SampleUpdate(ids[1], expected_label="dog", new_label="fox", history_entry=fresh,
+                            fields={"review_status": "done"})]
+    assert write_sample_updates(small_dataset, "ground_truth", updates) == 1
+    assert small_dataset.values("ground_truth.label")[:2] == ["cat", "fox"]
+    assert small_dataset[ids[0]][HISTORY_FIELD] is None and small_dataset[ids[0]]["review_status"] is None
+    assert small_dataset[ids[1]]["review_status"] == "done" and len(small_dataset[ids[1]][HISTORY_FIELD]) == 1
+    assert small_dataset.get_field_schema()["review_status"].__class__.__name__ == "StringField"

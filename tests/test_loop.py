@@ -296,3 +296,33 @@ def test_skipped_tasks_complete_the_round_and_go_back_to_the_pool(pool_dataset, 
     waiting = list_rounds(pool_dataset)[-1]
     assert waiting.step == "annotate" and sorted(waiting.skipped) == sorted(some), "the ingest counted the skips"
     assert round_progress(pool_dataset, waiting).open == 15
+
+
+def test_two_ingests_at_the_same_instant_report_the_truth(pool_dataset, client):
+    """Two ingests at once (two App users, a CLI and the App): the lease makes the second wait for the first, so the
+    labels are ingested once and only one of them reports them as new."""
+    import threading
+
+    from active_learning.loop import ingest_current_round, simulate_annotations
+
+    config = LoopConfig(**CONFIG, project_title=f"c-{pool_dataset.name[-40:]}")
+    project_id = init_loop(pool_dataset, config, client)
+    state = run_round(pool_dataset, client)
+    truth = dict(zip(*pool_dataset.select(list(state.task_ids)).values(["id", "ground_truth.label"])))
+    assert simulate_annotations(client, project_id, state.task_ids, truth) == 30
+    go = threading.Barrier(2)
+    reports = []
+
+    def ingest_now() -> None:
+        go.wait()
+        reports.append(ingest_current_round(pool_dataset, client))
+
+    threads = [threading.Thread(target=ingest_now) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted((r.new, r.unchanged) for r in reports) == [(0, 30), (30, 0)]
+    pool_dataset.reload()
+    histories = pool_dataset.select(list(state.task_ids)).values("label_history")
+    assert all(len(h) == 1 for h in histories), "one history entry per label"

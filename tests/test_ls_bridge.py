@@ -567,6 +567,35 @@ def test_annotate_fetch_and_ingest_with_provenance_idempotently(
     assert s0[PROVENANCE_FIELD]["previous_label"] == "Trouser" and s0[PROVENANCE_FIELD]["round"] == 3
 
 
+def test_a_label_changed_while_ingesting_waits_for_the_next_ingest(dataset_name: str, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another writer relabels a sample between the ingest's read and its bulk write: that sample is not written
+    (its history would name the wrong old label) and not reported; the next ingest takes it, once."""
+    from active_learning.label_history import set_labels, write_sample_updates
+
+    dataset = make_dataset(dataset_name, tmp_path, 4)
+    ids = dataset.values("id")
+    stamp = "2026-01-01T00:00:00+00:00"
+    tasks = [ls_bridge.CompletedTask(task_id=10 + n, sample_id=sample_id, round_index=0, label="Trouser",
+                                     agreement=1.0, votes=(Vote(20 + n, "Trouser", 1, "a@example.com", stamp, stamp),))
+             for n, sample_id in enumerate(ids)]
+
+    def meanwhile(*args, **kwargs):
+        monkeypatch.undo()
+        set_labels(dataset, {ids[0]: "it's"}, source="panel", user="bob")  # the App's accept, say
+        return write_sample_updates(*args, **kwargs)
+
+    monkeypatch.setattr(ls_bridge, "write_sample_updates", meanwhile)
+    report = ingest(dataset, tasks, "ground_truth", 0, 3)
+    assert (report.new, report.changed, report.confirmed) == (3, 3, 0)
+    assert dataset[ids[0]].ground_truth.label == "it's" and dataset[ids[0]][PROVENANCE_FIELD] is None
+    again = ingest(dataset, tasks, "ground_truth", 0, 3)
+    assert (again.new, again.changed, again.unchanged) == (1, 1, 3)
+    history = [(h["old"], h["new"], h["source"]) for h in dataset[ids[0]][HISTORY_FIELD]]
+    assert history == [("T-shirt/top", "it's", "panel"), ("it's", "Trouser", "label_studio")]
+    assert dataset[ids[0]][PROVENANCE_FIELD]["previous_label"] == "it's"
+
+
 @pytest.mark.labelstudio
 def test_ingest_reports_samples_that_left_the_dataset(
     client, dataset_name: str, tmp_path: Path, label_studio: LabelStudioServer

@@ -125,6 +125,35 @@ def test_save_load_round_trip(digits, trained: FixedModel, tmp_path: Path) -> No
         FixedModel.load(corrupt)
 
 
+def test_checkpoints_are_content_addressed_and_never_replaced_in_place(trained: FixedModel, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    path, sha = trained.save_checkpoint(tmp_path / "models", "curation_model")
+    assert path == tmp_path / "models" / f"curation_model-{sha[:16]}.pt"
+    assert sha == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert FixedModel.load(path, expected_sha256=sha).num_classes == 10
+    again, same = trained.save_checkpoint(tmp_path / "models", "curation_model")
+    assert (again, same) == (path, sha), "the same weights are the same file"
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == [path.name], "no temp file is left"
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        trained.save_checkpoint(tmp_path / "models", "curation_model")
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == [path.name], "a failed save leaves nothing"
+
+
+def test_temp_files_name_their_writer() -> None:
+    from active_learning.model import temp_file_writer
+
+    assert temp_file_writer("/x/.curation_model.4242.0badf00d.tmp") == 4242
+    assert temp_file_writer("/x/.my.model.7.0badf00d.tmp") == 7
+    assert temp_file_writer("/x/curation_model.pt.tmp") is None  # the fixed-name temp file of older versions
+
+
 def test_determinism_on_cpu(digits) -> None:
     images, labels = digits
     recipe = Recipe(epochs=2, batch_size=32)

@@ -20,6 +20,7 @@ from active_learning.predictions import (
     PREDICTION_FIELD,
     PROBS_FIELD,
     checkpoint_dir,
+    collect_checkpoints,
     compute_model_outputs,
     load_model,
     read_probs,
@@ -103,6 +104,7 @@ def test_run_is_recorded_with_the_checkpoint(computed) -> None:
     checkpoint = Path(results["checkpoint"])
     assert checkpoint.is_file() and checkpoint.parent == checkpoint_dir(dataset)
     assert results["checkpoint_sha256"] == file_sha256(checkpoint) == summary.checkpoint_sha256
+    assert checkpoint.name == f"{DEFAULT_RUN_KEY}-{summary.checkpoint_sha256[:16]}.pt", "content-addressed"
     assert results["num_scored"] == NUM_TRAIN - NUM_UNLABELED
     assert results["num_unlabeled_skipped"] == NUM_UNLABELED
     assert results["num_test"] == NUM_TEST and results["device"] == "cpu"
@@ -147,6 +149,44 @@ def test_progress_reaches_the_end(computed) -> None:
     fractions = [f for f, _ in progress]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0 and 0.0 <= fractions[0]
     assert any("fold 2/2" in m for _, m in progress) and any(m.startswith("final model") for _, m in progress)
+
+
+def test_collect_checkpoints_deletes_only_what_no_run_references(dataset_name: str) -> None:
+    """After a run's record: its replaced and orphaned checkpoints go; referenced, newer, other runs' files stay."""
+    import os
+    import time
+
+    from active_learning.runs import record_run
+
+    dataset = fo.Dataset(dataset_name)
+    folder = checkpoint_dir(dataset)
+    folder.mkdir(parents=True)
+    now = time.time()
+
+    def file(name: str, age: float) -> Path:
+        path = folder / name
+        path.write_bytes(name.encode())
+        os.utime(path, (now - age, now - age))
+        return path
+
+    legacy = file(f"{DEFAULT_RUN_KEY}.pt", 500)  # the fixed name of older versions
+    replaced = file(f"{DEFAULT_RUN_KEY}-{'a' * 16}.pt", 400)
+    orphan = file(f"{DEFAULT_RUN_KEY}-{'b' * 16}.pt", 300)  # a killed run saved it, never recorded it
+    current = file(f"{DEFAULT_RUN_KEY}-{'c' * 16}.pt", 200)
+    in_flight = file(f"{DEFAULT_RUN_KEY}-{'d' * 16}.pt", 0)  # newer than the record: maybe another writer's
+    kept_by_other_run = file(f"{DEFAULT_RUN_KEY}-{'e' * 16}.pt", 450)
+    other_key = file(f"{DEFAULT_RUN_KEY}_b-{'f' * 16}.pt", 600)
+    stale_temp = file(f".{DEFAULT_RUN_KEY}.999999999.0badf00d.tmp", 3600)  # no such process
+    live_temp = file(f".{DEFAULT_RUN_KEY}.{os.getppid()}.0c0ffee0.tmp", 3600)  # the writer is alive
+    fresh_temp = file(f".{DEFAULT_RUN_KEY}.999999999.12345678.tmp", -60)  # younger than this process
+
+    record_run(dataset, DEFAULT_RUN_KEY, {"kind": "model_outputs"}, {"checkpoint": str(current)})
+    record_run(dataset, "pinned", {"kind": "notes"}, {"models": {"kept": [str(kept_by_other_run)]}})
+    removed = collect_checkpoints(dataset, DEFAULT_RUN_KEY)
+    assert sorted(p.name for p in removed) == sorted(p.name for p in (legacy, replaced, orphan, stale_temp))
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        p.name for p in (current, in_flight, kept_by_other_run, other_key, live_temp, fresh_temp))
+    assert collect_checkpoints(dataset, DEFAULT_RUN_KEY) == []
 
 
 # -- refused before any training -----------------------------------------------------------------------------
