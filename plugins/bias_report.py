@@ -120,7 +120,44 @@ def _resolve_slice_fields(slice_fields: Sequence[str] | None, schema: Mapping[st
             f in IMAGE_FIELDS.values() for f in unknown) else ""
         raise DataError(f"Slice fields {unknown} are not fields of the view{hint}; available: "
                         f"{', '.join(_available_fields(schema))}.")
+    documents = [f for f in fields if _is_document(schema.get(f)) and not _is_label(schema.get(f))]
+    if documents:
+        inner = sorted(n for n in schema if n.startswith(f"{documents[0]}.") and not _is_document(schema[n]))
+        raise DataError(f"Slice field {documents[0]!r} holds documents, not values to group samples by: slice by "
+                        f"one of its values instead ({', '.join(inner[:6]) or 'none found'}).")
+    per_sample = [f for f in fields if f in PER_SAMPLE_FIELDS]
+    if per_sample:
+        raise DataError(f"Slice field {per_sample[0]!r} gives every sample a slice of its own: there is no group to "
+                        "compare with the rest. Slice by a field that groups samples (a tag, a label, a camera, "
+                        "an image statistic).")
     return fields
+
+
+PER_SAMPLE_FIELDS = frozenset({"id", "_id", "filepath", "created_at", "last_modified_at"})
+
+
+def _is_document(field: Any) -> bool:
+    """Whether a schema field holds embedded documents (``metadata``, a label), which slices cannot compare."""
+    import fiftyone.core.fields as fof
+
+    return isinstance(field, fof.EmbeddedDocumentField)
+
+
+def _is_label(field: Any) -> bool:
+    """A label document (``ground_truth``): the slicer itself says to use its ``.label``."""
+    import fiftyone.core.labels as fol
+
+    document_type = getattr(field, "document_type", None)
+    return isinstance(document_type, type) and issubclass(document_type, fol.Label)
+
+
+def check_slice_values(name: str, values: Sequence[Any], min_samples: int = 20) -> None:
+    """Refuse a text field whose every sample has its own value (a path, an id): no slice would hold a group."""
+    present = [v for v in values if isinstance(v, str)]
+    if len(present) >= min_samples and len(set(present)) == len(present):
+        raise DataError(f"Slice field {name!r} has a different value for every one of its {len(present)} samples "
+                        "(like a path or an id): there is no group to compare with the rest. Slice by a field "
+                        "that groups samples.")
 
 
 def _read_image(path: str) -> np.ndarray:
@@ -257,6 +294,9 @@ def compute_bias(
                   *[f for f in fields if f not in IMAGE_FIELDS.values()]]
     read_paths = list(dict.fromkeys(p for p in read_paths if p))
     columns = dict(zip(read_paths, view.values(read_paths)))
+    for name in fields:
+        if name in columns and name != "tags":
+            check_slice_values(name, columns[name])
     ids, paths, given = columns["id"], columns["filepath"], columns[f"{label_field}.label"]
     n = len(ids)
 

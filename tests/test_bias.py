@@ -749,3 +749,21 @@ def test_small_views_skip_the_automatic_group_search(shapes) -> None:
     assert explicit.groups is not None and explicit.groups.n_groups == 2
     with pytest.raises(InputError, match="min_size"):
         compute_bias(view, min_size=0)
+
+
+@pytest.mark.parametrize("field, phrase", [
+    ("metadata", "holds documents, not values"),
+    ("filepath", "gives every sample a slice of its own"),
+    ("name", "has a different value for every one of its"),
+])
+def test_slicing_by_a_field_that_cannot_group_samples_says_so(shapes, field, phrase) -> None:
+    """Issue 16: slicing by ``metadata`` or ``filepath`` tested nothing and said nothing."""
+    from curation_checks.bias_report import compute_bias
+
+    shapes.compute_metadata()
+    shapes.set_values("name", [f"sample-{i}" for i in range(len(shapes))])
+    with pytest.raises(DataError, match=phrase):
+        compute_bias(shapes, slice_fields=[field], n_groups=0)
+    if field == "metadata":
+        with pytest.raises(DataError, match="metadata.width"):
+            compute_bias(shapes, slice_fields=[field], n_groups=0)
