@@ -1,4 +1,5 @@
-"""The fixed model, data import, runs and (later) the active-learning loop; usable without the App."""
+"""The library: data import, the fixed model, runs, label history, the writer lease, and the active-learning loop
+with its Label Studio bridge; usable without the App."""
 
 from __future__ import annotations
 

@@ -501,8 +501,3 @@ def select(
     if strategy is None:
         raise InputError(f"Unknown query strategy {name!r}; choose one of: {', '.join(sorted(STRATEGIES))}.")
     return strategy(probs, embeddings, n, random_state, labeled_embeddings=labeled_embeddings)
-
-
-def strategy_names() -> list[str]:
-    """The registered strategy names, in registry order."""
-    return list(STRATEGIES)
