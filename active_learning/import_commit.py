@@ -35,6 +35,7 @@ from pathlib import Path
 from active_learning.errors import DataError, DatasetExistsError, InputError
 from active_learning.faults import pause_point
 from active_learning.lease import DatasetBusyError
+from active_learning.processes import gone, process_started
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ class Journal:
     replace: bool = False  # the swap replaces the existing dataset (--overwrite)
     phase: str = "build"
     pid: int = field(default_factory=os.getpid)
-    pid_started: float = field(default_factory=lambda: _process_started(os.getpid()))
+    pid_started: float = field(default_factory=lambda: process_started(os.getpid()))
     host: str = field(default_factory=socket.gethostname)
     started_at: float = field(default_factory=time.time)
 
@@ -100,21 +101,11 @@ def _collection():
     return foo.get_db_conn()[COLLECTION]
 
 
-def _process_started(pid: int) -> float | None:
-    try:
-        import psutil
-
-        return psutil.Process(pid).create_time()
-    except Exception:  # noqa: BLE001 - no such process, or no permission: treated as not running
-        return None
-
-
 def _writer_alive(document: dict) -> bool:
     """Whether the process that wrote the journal still runs (same host, same pid and start time)."""
     if document.get("host") != socket.gethostname():
         return False  # another machine: its lease (checked by the caller) is the only sign of life
-    started = _process_started(int(document.get("pid", -1)))
-    return started is not None and abs(started - (document.get("pid_started") or 0.0)) < 1.0
+    return not gone(document.get("host"), int(document.get("pid", -1)), document.get("pid_started") or 0.0)
 
 
 def begin(name: str, media_root: Path | None, replace: bool) -> Journal:

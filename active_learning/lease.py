@@ -25,6 +25,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Iterator
 
 from active_learning.errors import CurationError
+from active_learning.processes import gone, this_process
 
 COLLECTION = "curation_leases"
 SECONDS_VARIABLE = "CURATION_LEASE_SECONDS"
@@ -85,7 +86,7 @@ def _try_take(name: str, what: str, token: str, seconds: float) -> dict | None:
     from pymongo.errors import DuplicateKeyError
 
     now = _now()
-    document = {"_id": name, "token": token, "what": what, "pid": os.getpid(), "host": socket.gethostname(),
+    document = {"_id": name, "token": token, "what": what, **this_process(),
                 "acquired_at": now, "expires_at": now + timedelta(seconds=seconds)}
     collection = _collection()
     try:
@@ -105,17 +106,9 @@ def _try_take(name: str, what: str, token: str, seconds: float) -> dict | None:
 
 def _holder_is_dead(holder: dict) -> bool:
     """Whether the holder ran on this machine and its process is gone (a kill -9 leaves its lease behind)."""
-    if holder.get("host") != socket.gethostname() or not isinstance(holder.get("pid"), int):
-        return False
-    if holder["pid"] == os.getpid():
+    if holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname():
         return False  # another thread of this process: alive
-    try:
-        os.kill(holder["pid"], 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False  # alive, another user's
-    return False
+    return gone(holder.get("host"), holder.get("pid"), holder.get("pid_started"))
 
 
 def _renew(name: str, token: str, seconds: float, stop: threading.Event) -> None:

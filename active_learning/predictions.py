@@ -23,6 +23,7 @@ from active_learning.augment import tta_description
 from active_learning.image_source import load_view_images
 from active_learning.images import load_images
 from active_learning.faults import pause_point
+from active_learning.processes import process_started
 from active_learning.model import (MAX_TTA_PX, TEMP_SUFFIX, FixedModel, ProgressCallback, Recipe, cross_val_proba,
                                    default_recipe, default_tta_px, disjoint_proba, named_recipe, select_device,
                                    temp_file_writer)
@@ -183,9 +184,7 @@ def _strings(value) -> list[str]:
 
 def _remove_stale_temp_files(folder: Path) -> list[Path]:
     """Delete ``*.tmp`` files in ``folder`` written before this process started by processes that are gone."""
-    import psutil
-
-    started = psutil.Process().create_time()
+    started = process_started(os.getpid()) or 0.0
     removed = []
     for path in folder.glob(f"*{TEMP_SUFFIX}"):
         try:
@@ -194,7 +193,7 @@ def _remove_stale_temp_files(folder: Path) -> list[Path]:
         except FileNotFoundError:  # renamed or deleted meanwhile by its writer
             continue
         writer = temp_file_writer(path)
-        if writer is not None and writer != os.getpid() and psutil.pid_exists(writer):
+        if writer is not None and writer != os.getpid() and process_started(writer) is not None:
             continue  # still being written by a live process (on this machine)
         path.unlink(missing_ok=True)
         removed.append(path)
