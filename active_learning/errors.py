@@ -28,3 +28,21 @@ class ModelError(CurationError):
 
 class LabelStudioError(CurationError):
     """Label Studio is unreachable, refuses our token, or holds something we cannot use."""
+
+
+class ProjectDeletedError(LabelStudioError):
+    """The Label Studio project the loop stored no longer exists there (someone deleted it)."""
+
+    def __init__(self, project_id: int, dataset_name: str | None = None) -> None:
+        dataset = f" for dataset {dataset_name!r}" if dataset_name else ""
+        super().__init__(
+            f"Label Studio project {project_id}{dataset} was deleted in Label Studio. The labels already ingested "
+            "are kept in the dataset; to go on in a fresh project, set the loop up again with a new project "
+            "(`new_project=True`), then push the samples again."
+        )
+        self.project_id = project_id
+        self.dataset_name = dataset_name
+
+
+class LocalFilesNotServedError(LabelStudioError):
+    """Label Studio does not serve this machine's image files (local-files serving off, or another root)."""

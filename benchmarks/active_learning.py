@@ -1,6 +1,6 @@
 """Active learning through the real Label Studio: each strategy against random on Fashion-MNIST.
 
-Every round goes through the product's loop (``active_learning.loop.run_round``): select with the strategy, push
+Every round goes through the product's loop (``active_learning.loop.rounds.run_round``): select with the strategy, push
 the tasks to a real Label Studio server started here (127.0.0.1), answer them through its API from the hidden
 ground truth (the simulated annotator), ingest with provenance, retrain the fixed model from scratch, evaluate on a
 fixed test view. Reports, per strategy, the learning curve (mean over seeds), the labels needed to match random's
@@ -9,7 +9,7 @@ annotation excluded). The full setting (10k test view, 500 -> 10k labels in step
 default; on the CPU the default is a smaller one and the JSON says which. Writes
 benchmarks/results/active_learning_<device>.json and .png, and prints the JSON as the last line.
 
-``--backend arrays`` runs the same strategies (``active_learning.strategies.select``) and the same fixed model on
+``--backend arrays`` runs the same strategies (``active_learning.loop.strategies.select``) and the same fixed model on
 in-memory arrays, with the annotator's answer read from the truth directly: no FiftyOne, MongoDB or Label Studio.
 It exists for machines that have none of those (a lent GPU box) and measures label efficiency only; the loop's
 overhead is measured by the default backend. ``--jobs N`` runs the (strategy, seed) curves in N processes.
@@ -67,10 +67,10 @@ def main() -> None:
 
     import fiftyone as fo
 
-    from active_learning.importers import import_dataset
-    from active_learning.label_studio import LabelStudioSettings, connect
-    from active_learning.loop import LoopConfig, init_loop, list_rounds, run_round
-    from active_learning.model import select_device
+    from active_learning.data.importers import import_dataset
+    from active_learning.label_studio.connection import LabelStudioSettings, connect
+    from active_learning.loop.rounds import LoopConfig, init_loop, list_rounds, run_round
+    from active_learning.model.fixed import select_device
     from labelstudio_server import start_label_studio, stop_label_studio
 
     device = select_device(None)
@@ -141,7 +141,7 @@ def _setting(args, gpu: bool) -> dict:
 def _recipe_kw(args) -> dict:
     """What the recipe differs in from the fixed one (recorded in the JSON and the log): the loop's step floor
     unless ``--min-steps`` says otherwise, and ``--epochs``."""
-    from active_learning.model import LOOP_MIN_STEPS
+    from active_learning.model.fixed import LOOP_MIN_STEPS
 
     kw = {"min_steps": LOOP_MIN_STEPS if args.min_steps is None else args.min_steps}
     return kw if args.epochs is None else {**kw, "epochs": args.epochs}
@@ -151,9 +151,9 @@ def _arrays(setting: dict, seed: int, recipe_kw: dict):
     """The recipe and the pool / test arrays of the setting: the same pool and test view for every strategy and seed."""
     import numpy as np
 
-    from active_learning.idx import read_idx_pair
-    from active_learning.images import arrays_to_model_input
-    from active_learning.model import Recipe
+    from active_learning.data.idx import read_idx_pair
+    from active_learning.data.images import arrays_to_model_input
+    from active_learning.model.fixed import Recipe
 
     train_x, train_y = read_idx_pair(DATA / "train-images-idx3-ubyte.gz", DATA / "train-labels-idx1-ubyte.gz")
     test_x, test_y = read_idx_pair(DATA / "t10k-images-idx3-ubyte.gz", DATA / "t10k-labels-idx1-ubyte.gz")
@@ -169,7 +169,7 @@ def _select_round(name: str, model, pool, labeled, n: int, random_state: int):
     """Pool indices one round of the loop picks with strategy ``name`` (random when there is no model yet)."""
     import numpy as np
 
-    from active_learning.strategies import REQUIRES, select
+    from active_learning.loop.strategies import REQUIRES, select
 
     candidates = np.flatnonzero(~labeled)
     needs = REQUIRES.get(name, frozenset())
@@ -193,7 +193,7 @@ def array_curve(strategy: str, seed: int, setting: dict, recipe_kw: dict, device
     """One learning curve on arrays: the loop's select -> (truth as the annotation) -> retrain -> evaluate."""
     import numpy as np
 
-    from active_learning.model import FixedModel
+    from active_learning.model.fixed import FixedModel
 
     recipe, pool, truth, test, test_labels = _arrays(setting, seed, recipe_kw)
     labeled = np.zeros(len(pool), dtype=bool)
@@ -224,7 +224,7 @@ def random_reference(seed: int, setting: dict, labels: int, recipe_kw: dict, dev
     its curve would hold at that point is replayed round by round and the fixed model trained on it once."""
     import numpy as np
 
-    from active_learning.model import FixedModel
+    from active_learning.model.fixed import FixedModel
 
     recipe, pool, truth, test, test_labels = _arrays(setting, seed, recipe_kw)
     labeled = np.zeros(len(pool), dtype=bool)
@@ -244,7 +244,7 @@ def main_arrays(args) -> None:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    from active_learning.model import select_device
+    from active_learning.model.fixed import select_device
 
     device = select_device(None)
     gpu = device.startswith("cuda")

@@ -2,24 +2,57 @@
 
 CIFAR-10: ``../shared/data/cifar10-train/images.tar.gz`` is extracted once into a folder tree (one subfolder per
 class, as a user has it) under the system's temp folder, and a seeded, class-stratified subset of N photos is
-decoded by the product's own loader (``active_learning.images.load_images``). Fashion-MNIST and MNIST: the IDX
+decoded by the product's own loader (``active_learning.data.images.load_images``). Fashion-MNIST and MNIST: the IDX
 training files, a seeded subset, resized by ``arrays_to_model_input``. Not a benchmark itself (no JSON).
+
+Benchmarks import this module first: importing it takes ``benchmarks/`` off ``sys.path`` (a script's folder is
+``sys.path[0]``, and this folder's ``active_learning.py``, a name fixed by the product's issues, would shadow the
+``active_learning`` package). ``write_result`` writes a benchmark's JSON and prints it as the last line.
 """
 
 from __future__ import annotations
 
+import json
+import sys
 import tarfile
 import tempfile
 from pathlib import Path
 
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != _HERE]
+
+RESULTS = _HERE / "results"
+
 import numpy as np
 
-from active_learning.idx import read_idx_pair
-from active_learning.images import arrays_to_model_input, load_images
+from active_learning.data.idx import read_idx_pair
+from active_learning.data.images import arrays_to_model_input, load_images
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 CIFAR = SHARED / "cifar10-train"
 IDX = {"fashion_mnist": SHARED / "fashion-mnist", "mnist": SHARED / "mnist"}
+
+
+def write_result(out: dict, name: str, path: str | Path | None = None) -> Path:
+    """Write ``out`` to ``benchmarks/results/<name>.json`` (or ``path``) and print it as one JSON line."""
+    target = Path(path) if path else RESULTS / f"{name}.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(out, indent=2) + "\n")
+    print(json.dumps(out))
+    return target
+
+
+def fashion_training_arguments(parser) -> None:
+    """The options the Fashion-MNIST planted-noise benchmarks share: device, subset size, folds, epochs."""
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--train-size", type=int, default=None, help="default: 60000 on a GPU, 4000 on the CPU")
+    parser.add_argument("--folds", type=int, default=None, help="default: 5 on a GPU, 3 on the CPU")
+    parser.add_argument("--epochs", type=int, default=None, help="default: the fixed recipe's")
+
+
+def device_kind(device: str) -> str:
+    """``cuda:0`` -> ``cuda``: the suffix of a result file."""
+    return device.split(":")[0]
 
 
 def cifar10_tree() -> Path:

@@ -36,24 +36,23 @@ says which). Writes benchmarks/results/bias_planted_<device>.json (or ``--out``)
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path as _Path
-
-if sys.path and _Path(sys.path[0]).resolve() == _Path(__file__).resolve().parent:
-    sys.path.pop(0)  # this folder's active_learning.py must not shadow the active_learning package
+import bench_data  # first: it takes benchmarks/ off sys.path (see its docstring)
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 
-from active_learning.idx import read_idx_pair
-from active_learning.images import arrays_to_model_input
-from active_learning.model import FixedModel, Recipe, cross_val_proba, select_device
-from curation_checks.bias import (DEFAULT_CROSS_PARENTS, SliceStat, image_statistics, slice_performance,
-                                  underperforming_groups)
+from active_learning.data.idx import read_idx_pair
+from active_learning.data.images import arrays_to_model_input
+from active_learning.model.fixed import FixedModel, Recipe, select_device
+from active_learning.model.splits import cross_val_proba
+from curation_checks.bias.groups import underperforming_groups
+from curation_checks.bias.images import image_statistics
+from curation_checks.bias.slice_search import slice_performance
+from curation_checks.bias.settings import DEFAULT_CROSS_PARENTS
+from curation_checks.bias.slices import SliceStat
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "fashion-mnist"
@@ -103,10 +102,7 @@ def _load_arrays(path: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--train-size", type=int, default=None, help="default: 60000 on a GPU, 4000 on the CPU")
-    parser.add_argument("--folds", type=int, default=None, help="default: 5 on a GPU, 3 on the CPU")
-    parser.add_argument("--epochs", type=int, default=None, help="default: the fixed recipe's")
+    bench_data.fashion_training_arguments(parser)
     parser.add_argument("--planted-class", type=int, default=6, help="class index to plant in (default 6, Shirt)")
     parser.add_argument("--fraction", type=float, default=0.3, help="share of the class's images darkened")
     parser.add_argument("--darken", type=float, default=0.35, help="pixel factor of the darkened images")
@@ -224,10 +220,7 @@ def main() -> None:
         "seconds_group_search": round(group_seconds, 2),
         "seconds": round(time.perf_counter() - started, 1),
     }
-    path = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"bias_planted_{device.split(':')[0]}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=2) + "\n")
-    print(json.dumps(out))
+    bench_data.write_result(out, f"bias_planted_{bench_data.device_kind(device)}", args.out)
 
 
 if __name__ == "__main__":

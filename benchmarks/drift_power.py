@@ -25,11 +25,7 @@ side, mmd_test's default). Writes benchmarks/results/drift_power_<device>.json a
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path as _Path
-
-if sys.path and _Path(sys.path[0]).resolve() == _Path(__file__).resolve().parent:
-    sys.path.pop(0)  # this folder's active_learning.py must not shadow the active_learning package
+import bench_data  # first: it takes benchmarks/ off sys.path (see its docstring)
 
 import argparse
 import json
@@ -39,10 +35,10 @@ from pathlib import Path
 import numpy as np
 
 from active_learning.errors import DataError
-from active_learning.idx import read_idx_pair
-from active_learning.images import arrays_to_model_input
-from active_learning.model import FixedModel, Recipe, select_device
-from curation_checks import drift
+from active_learning.data.idx import read_idx_pair
+from active_learning.data.images import arrays_to_model_input
+from active_learning.model.fixed import FixedModel, Recipe, select_device
+from curation_checks.drift import stats as drift
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "fashion-mnist"
@@ -230,10 +226,7 @@ def main() -> None:
         "inference_seconds": round(inference_seconds, 1),
         "seconds": round(time.perf_counter() - started, 1),
     }
-    path = ROOT / "benchmarks" / "results" / f"drift_power_{device.split(':')[0]}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=2) + "\n")
-    print(json.dumps(out))
+    bench_data.write_result(out, f"drift_power_{bench_data.device_kind(device)}")
 
 
 if __name__ == "__main__":

@@ -14,17 +14,7 @@ benchmarks/results/label_errors_cifar10_<device>.json and prints it as the last 
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path as _Path
-
-if sys.path and _Path(sys.path[0]).resolve() == _Path(__file__).resolve().parent:
-    sys.path.pop(0)  # this folder's active_learning.py must not shadow the active_learning package
-
-import importlib.util as _util  # noqa: E402  bench_data, loaded by path: this folder must stay off sys.path
-
-_spec = _util.spec_from_file_location("bench_data", _Path(__file__).with_name("bench_data.py"))
-bench_data = _util.module_from_spec(_spec)
-_spec.loader.exec_module(bench_data)
+import bench_data  # first: it takes benchmarks/ off sys.path (see its docstring)
 
 import argparse
 import json
@@ -33,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from active_learning.model import cross_val_proba, default_tta_px, named_recipe, select_device
+from active_learning.model.fixed import default_tta_px, named_recipe, select_device
+from active_learning.model.splits import cross_val_proba
 from curation_checks.base import CheckInputs
 from curation_checks.label_errors import DEFAULT_FILTER, LabelErrors
 
@@ -134,11 +125,7 @@ def main() -> None:
                    f"{folds}-fold out-of-sample probabilities, recipe {recipe.name}, on {device}",
         "seconds": round(time.perf_counter() - started, 1),
     }
-    path = Path(args.out) if args.out else (ROOT / "benchmarks" / "results" /
-                                            f"label_errors_cifar10_{device.split(':')[0]}.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=2) + "\n")
-    print(json.dumps(out))
+    bench_data.write_result(out, f"label_errors_cifar10_{bench_data.device_kind(device)}", args.out)
 
 
 if __name__ == "__main__":

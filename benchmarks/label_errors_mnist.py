@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from active_learning.model import DEFAULT_TTA_PX
+from active_learning.model.fixed import DEFAULT_TTA_PX
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -69,7 +69,7 @@ def top50_sheet(rank, probs, path: str | Path) -> str:
     person to look at what the count cannot judge (the never-checked suspects)."""
     from PIL import Image, ImageDraw
 
-    from active_learning.idx import read_idx_pair
+    from active_learning.data.idx import read_idx_pair
 
     images, labels = read_idx_pair(DATA / "mnist" / "t10k-images-idx3-ubyte.gz",
                                    DATA / "mnist" / "t10k-labels-idx1-ubyte.gz")
@@ -115,9 +115,9 @@ def main() -> None:
 
     import fiftyone as fo
 
-    from active_learning.importers import import_dataset
-    from active_learning.model import Recipe, select_device
-    from active_learning.predictions import compute_model_outputs
+    from active_learning.data.importers import import_dataset
+    from active_learning.model.fixed import Recipe, select_device
+    from active_learning.model.outputs import compute_model_outputs
     from curation_checks.io import run_check
 
     device = select_device(args.device)
@@ -174,9 +174,10 @@ def seed_probs(seed: int, folds: int, epochs: int | None, device: str, split: st
 
     ``kfold``: the seed's K-fold over the test set. ``train-set``: a model trained on the disjoint training set.
     """
-    from active_learning.idx import read_idx_pair
-    from active_learning.images import arrays_to_model_input
-    from active_learning.model import Recipe, cross_val_proba, disjoint_proba
+    from active_learning.data.idx import read_idx_pair
+    from active_learning.data.images import arrays_to_model_input
+    from active_learning.model.fixed import Recipe
+    from active_learning.model.splits import cross_val_proba, disjoint_proba
 
     images, labels = read_idx_pair(DATA / "mnist" / "t10k-images-idx3-ubyte.gz",
                                    DATA / "mnist" / "t10k-labels-idx1-ubyte.gz")
@@ -210,8 +211,8 @@ def main_arrays(args) -> None:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    from active_learning.idx import read_idx_pair
-    from active_learning.model import Recipe, select_device
+    from active_learning.data.idx import read_idx_pair
+    from active_learning.model.fixed import Recipe, select_device
 
     device = select_device(args.device)
     seeds = [int(s) for s in args.seeds.split(",")]

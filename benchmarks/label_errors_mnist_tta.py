@@ -3,7 +3,7 @@ shifted copies of each image rank the 15 human-verified errors higher?
 
 ``train SEED OUT.npz``: one seed's stratified 5-fold over the 10k test set with the fixed recipe (the same split and
 models as ``label_errors_mnist.py --backend arrays --seeds SEED``); every held-out fold is scored under all 25 shifts
-of up to 2 pixels (``active_learning.augment.shifted``, the training translations' range) and all are saved.
+of up to 2 pixels (``active_learning.model.augment.shifted``, the training translations' range) and all are saved.
 ``report NPZ [NPZ ...]``: for no TTA, the 5 shifts of at most 1 pixel along one axis, the 9 of at most 1 pixel and
 all 25, the verified errors in the top 25/50/100 per seed and for the seeds' ensemble, by self-confidence and
 normalized margin. Writes benchmarks/results/label_errors_mnist_<device>_tta.json and prints it as the last line.
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from active_learning.augment import tta_shifts
+from active_learning.model.augment import tta_shifts
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -43,8 +43,8 @@ def probs_under_shifts(x: np.ndarray, labels: np.ndarray, num_classes: int, fold
     """
     from sklearn.model_selection import StratifiedKFold
 
-    from active_learning.augment import shifted
-    from active_learning.model import FixedModel, Recipe
+    from active_learning.model.augment import shifted
+    from active_learning.model.fixed import FixedModel, Recipe
 
     recipe = recipe or Recipe()
     probs = np.zeros((len(SHIFTS), len(x), num_classes), np.float32)
@@ -59,9 +59,9 @@ def probs_under_shifts(x: np.ndarray, labels: np.ndarray, num_classes: int, fold
 
 
 def train(seed: int, out: str, device: str | None) -> None:
-    from active_learning.idx import read_idx_pair
-    from active_learning.images import arrays_to_model_input
-    from active_learning.model import Recipe
+    from active_learning.data.idx import read_idx_pair
+    from active_learning.data.images import arrays_to_model_input
+    from active_learning.model.fixed import Recipe
 
     images, labels = read_idx_pair(DATA / "mnist" / "t10k-images-idx3-ubyte.gz",
                                    DATA / "mnist" / "t10k-labels-idx1-ubyte.gz")

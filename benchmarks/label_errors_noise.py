@@ -12,17 +12,7 @@ folds (the JSON says which). Writes benchmarks/results/label_errors_noise_<devic
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path as _Path
-
-if sys.path and _Path(sys.path[0]).resolve() == _Path(__file__).resolve().parent:
-    sys.path.pop(0)  # this folder's active_learning.py must not shadow the active_learning package
-
-import importlib.util as _util  # noqa: E402  bench_data, loaded by path: this folder must stay off sys.path
-
-_spec = _util.spec_from_file_location("bench_data", _Path(__file__).with_name("bench_data.py"))
-bench_data = _util.module_from_spec(_spec)
-_spec.loader.exec_module(bench_data)
+import bench_data  # first: it takes benchmarks/ off sys.path (see its docstring)
 
 import argparse
 import json
@@ -33,9 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from active_learning.idx import read_idx_pair
-from active_learning.images import arrays_to_model_input
-from active_learning.model import FixedModel, Recipe, cross_val_proba, select_device
+from active_learning.data.idx import read_idx_pair
+from active_learning.data.images import arrays_to_model_input
+from active_learning.model.fixed import FixedModel, Recipe, select_device
+from active_learning.model.splits import cross_val_proba
 from curation_checks.base import CheckInputs
 from curation_checks.label_errors import LabelErrors
 
@@ -102,10 +93,7 @@ def run_setting(setting: str, size: int, folds: int, epochs: int, device: str) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--train-size", type=int, default=None, help="default: 60000 on a GPU, 4000 on the CPU")
-    parser.add_argument("--folds", type=int, default=None, help="default: 5 on a GPU, 3 on the CPU")
-    parser.add_argument("--epochs", type=int, default=None, help="default: the fixed recipe's")
+    bench_data.fashion_training_arguments(parser)
     parser.add_argument("--settings", default="uniform10,uniform20,lookalike20")
     parser.add_argument("--jobs", type=int, default=1, help="settings run in parallel processes (one GPU is shared)")
     args = parser.parse_args()
@@ -137,10 +125,7 @@ def main() -> None:
         "device": device,
         "seconds": round(time.perf_counter() - started, 1),
     }
-    path = ROOT / "benchmarks" / "results" / f"label_errors_noise_{device.split(':')[0]}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=2) + "\n")
-    print(json.dumps(out))
+    bench_data.write_result(out, f"label_errors_noise_{bench_data.device_kind(device)}")
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ def sibling(name: str) -> ModuleType:
 
 
 def train(setting: str, out: str, size: int, folds: int, seed: int, device: str | None) -> None:
-    from active_learning.model import Recipe
+    from active_learning.model.fixed import Recipe
 
     noise, mnist_tta = sibling("label_errors_noise"), sibling("label_errors_mnist_tta")
     images, clean, _, _ = noise.load(size, Recipe().image_size)

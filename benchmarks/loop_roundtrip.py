@@ -42,10 +42,10 @@ OVERHEAD_STEPS = ("select", "push", "ingest")
 
 def prepare(name: str, media: Path, pool: int, train: int, test: int, epochs: int):
     """The dataset, its model run (K-fold on the train split) and its label-errors check."""
-    from active_learning.importers import import_dataset
-    from active_learning.model import named_recipe
-    from active_learning.predictions import compute_model_outputs
-    from curation_checks.pipelines import find_label_issues
+    from active_learning.data.importers import import_dataset
+    from active_learning.model.fixed import named_recipe
+    from active_learning.model.outputs import compute_model_outputs
+    from curation_checks.label_issues import find_label_issues
 
     base = import_dataset(f"{name}-import", str(DATA), max_per_split=pool + train, overwrite=True, progress=False,
                           media_dir=str(media))
@@ -64,12 +64,12 @@ def prepare(name: str, media: Path, pool: int, train: int, test: int, epochs: in
 
 def server_figures(client, project_id: int) -> dict:
     """Tasks of the project as Label Studio holds them: how many, how many with a prediction, their versions."""
-    tasks = list(client.tasks.list(project=project_id, fields="all"))
+    tasks = client.list_tasks(project_id, with_predictions=True)
     versions: dict[str, int] = {}
     for task in tasks:
-        for prediction in task.predictions or []:
-            versions[prediction.model_version] = versions.get(prediction.model_version, 0) + 1
-    return {"tasks": len(tasks), "with_prediction": sum(1 for t in tasks if t.predictions),
+        for prediction in task["predictions"]:
+            versions[prediction["model_version"]] = versions.get(prediction["model_version"], 0) + 1
+    return {"tasks": len(tasks), "with_prediction": sum(1 for t in tasks if t["predictions"]),
             "prediction_versions": versions}
 
 
@@ -89,10 +89,12 @@ def main() -> None:
 
     import fiftyone as fo
 
-    from active_learning.label_history import queue_for_review
-    from active_learning.label_studio import LabelStudioSettings, connect
-    from active_learning.loop import LoopConfig, SimulatedAnnotator, init_loop, list_rounds, run_round
-    from active_learning.ls_bridge import PROVENANCE_FIELD
+    from active_learning.store.label_history import queue_for_review
+    from active_learning.label_studio.connection import LabelStudioSettings, connect
+    from active_learning.label_studio.ingest import PROVENANCE_FIELD
+    from active_learning.label_studio.simulate import SimulatedAnnotator
+    from active_learning.loop.rounds import init_loop, run_round
+    from active_learning.loop.state import LoopConfig, list_rounds
     from labelstudio_server import start_label_studio, stop_label_studio
 
     started = time.perf_counter()
@@ -134,8 +136,8 @@ def main() -> None:
                 "seconds": round(time.perf_counter() - started, 1),
                 "review_tasks": len(second.review),
                 "review_tasks_with_suggestion": sum(
-                    1 for t in client.tasks.list(project=project_id, fields="all")
-                    if t.data.get("sample_id") in set(second.review) and t.predictions),
+                    1 for t in client.list_tasks(project_id, with_predictions=True)
+                    if t["data"].get("sample_id") in set(second.review) and t["predictions"]),
                 "wrong_labels_ingested": sum(a != b for a, b in zip(given, truth)),
                 "prediction_versions": on_server["prediction_versions"],
                 "predictions_from": [r.predictions_from for r in rounds],

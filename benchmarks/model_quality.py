@@ -14,17 +14,7 @@ CPU defaults: CIFAR-10 10,000 photos with both recipes, Fashion-MNIST and MNIST 
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path as _Path
-
-if sys.path and _Path(sys.path[0]).resolve() == _Path(__file__).resolve().parent:
-    sys.path.pop(0)  # this folder's active_learning.py must not shadow the active_learning package
-
-import importlib.util as _util  # noqa: E402  bench_data, loaded by path: this folder must stay off sys.path
-
-_spec = _util.spec_from_file_location("bench_data", _Path(__file__).with_name("bench_data.py"))
-bench_data = _util.module_from_spec(_spec)
-_spec.loader.exec_module(bench_data)
+import bench_data  # first: it takes benchmarks/ off sys.path (see its docstring)
 
 import argparse
 import json
@@ -33,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from active_learning.model import RECIPES, cross_val_proba, default_tta_px, epochs_for, named_recipe, select_device
+from active_learning.model.fixed import RECIPES, default_tta_px, epochs_for, named_recipe, select_device
+from active_learning.model.splits import cross_val_proba
 from curation_checks.base import CheckInputs
 from curation_checks.near_duplicates import NearDuplicates
 

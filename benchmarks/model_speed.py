@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from active_learning.idx import read_idx_pair
-from active_learning.images import arrays_to_model_input
-from active_learning.model import FixedModel, Recipe, select_device
+from active_learning.data.idx import read_idx_pair
+from active_learning.data.images import arrays_to_model_input
+from active_learning.model.fixed import FixedModel, Recipe, select_device
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "fashion-mnist"

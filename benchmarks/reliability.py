@@ -4,7 +4,7 @@ Everything runs on the real components, on an isolated bundled mongod started he
 directory) and real files under a temporary folder:
 
 - **kill points**: the real ``curation`` CLI (or a library call in a subprocess) killed with SIGKILL at a named
-  pause point (``active_learning.faults``) or after a delay in the middle of its work (an import, a K-fold, a
+  pause point (``active_learning.store.faults``) or after a delay in the middle of its work (an import, a K-fold, a
   label-errors, bias or drift write), then rerun to the end. After each rerun: the dataset has every sample once,
   every file it names exists, no staging dataset, folder or import journal is left, the recorded checkpoint loads
   with its hash, and every label change is in the history once. ``lost`` and ``duplicated`` count what is not.
@@ -45,7 +45,7 @@ PAUSE_SECONDS = "600"
 RELABEL = """
 import sys
 import fiftyone as fo
-from active_learning.label_history import set_labels
+from active_learning.store.label_history import set_labels
 dataset = fo.load_dataset(sys.argv[1])
 classes = dataset.default_classes
 new = {i: classes[int(i[-6:], 16) % len(classes)] for i in dataset.values("id")}  # the same target every run
@@ -98,7 +98,7 @@ if out["exists"]:
     out["off_target"] = sum(label != classes[int(i[-6:], 16) % len(classes)]
                             for i, label in zip(*ds.values(["id", "ground_truth.label"])))
     if "curation_model" in ds.list_runs():
-        from active_learning.predictions import load_model
+        from active_learning.model.outputs import load_model
         try:
             load_model(ds)
             out["checkpoint"] = "ok"
@@ -256,8 +256,8 @@ def tokens() -> dict:
 
     import test_secrets_echo as echo
     from active_learning.errors import LabelStudioError
-    from active_learning.label_studio import LabelStudioSettings, connect
-    from active_learning.ls_bridge import ensure_project
+    from active_learning.label_studio.connection import LabelStudioSettings, connect
+    from active_learning.label_studio.projects import ensure_project
 
     handler = type("EchoHandler", (echo.Echo,), {"access": echo._token("access"), "whoami_ok": False})
     server = echo.ThreadingHTTPServer(("127.0.0.1", 0), handler)

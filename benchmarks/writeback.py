@@ -33,7 +33,7 @@ def main() -> None:
 
     import fiftyone as fo
 
-    from active_learning.views import write_fields
+    from active_learning.store.fields import write_fields
 
     name = "curation-bench-writeback"
     if fo.dataset_exists(name):

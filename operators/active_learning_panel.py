@@ -6,9 +6,9 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from active_learning.errors import CurationError
-from active_learning.loop import LOOP_RUN_KEY, ingest_current_round, list_rounds, load_config, round_progress, run_round
+from active_learning.loop.rounds import LOOP_RUN_KEY, ingest_current_round, list_rounds, load_config, round_progress, run_round
 from active_learning.progress import with_eta
-from curation_app.common import RebuildingPanel, reported, show_error
+from curation_app.common import RebuildingPanel, delegable_config, reported, show_error
 
 PLUGIN = "@curation/fiftyone-curation"
 
@@ -18,7 +18,7 @@ def _secrets(ctx) -> dict | None:
 
 
 def _client(ctx):
-    from active_learning.label_studio import connect, resolve_settings
+    from active_learning.label_studio.connection import connect, resolve_settings
 
     return connect(resolve_settings(secrets=_secrets(ctx)))
 
@@ -27,7 +27,7 @@ def label_studio_url(secrets: dict | None = None) -> str:
     """Where people open Label Studio (the configured URL; no key needed, nothing is contacted)."""
     import os
 
-    from active_learning.label_studio import DEFAULT_URL, URL_VARIABLE, normalize_url
+    from active_learning.label_studio.connection import DEFAULT_URL, URL_VARIABLE, normalize_url
 
     url = os.environ.get(URL_VARIABLE) or (secrets or {}).get(URL_VARIABLE) or DEFAULT_URL
     try:
@@ -37,7 +37,10 @@ def label_studio_url(secrets: dict | None = None) -> str:
 
 
 def active_learning_data(dataset, ls_url: str | None = None) -> dict | None:
-    """The learning curve per strategy and the rounds' state, rebuilt from the ``al_*`` runs; None without a loop.
+    """The loop's learning curve and its rounds' state, rebuilt from the ``al_*`` runs; None without a loop.
+
+    A loop has one strategy for all its rounds, so the curve is one trace (test accuracy against the number of
+    labels after each finished round), named after the strategy.
 
     Each round's pushed, annotated, skipped and pre-annotated tasks come from its record (updated at every look at
     Label Studio: a round, an ingest); its ingested labels are counted in the database now.
@@ -46,14 +49,10 @@ def active_learning_data(dataset, ls_url: str | None = None) -> dict | None:
         return None
     config, project_id = load_config(dataset)
     rounds = list_rounds(dataset)
-    curves: dict[str, dict[str, list]] = {}
-    for state in rounds:
-        if state.step == "done" and state.accuracy is not None:
-            curve = curves.setdefault(config.strategy, {"x": [], "y": []})
-            curve["x"].append(state.num_labeled)
-            curve["y"].append(round(state.accuracy, 4))
-    traces = [{"type": "scatter", "mode": "lines+markers", "name": name, "x": c["x"], "y": c["y"]}
-              for name, c in curves.items()]
+    finished = [state for state in rounds if state.step == "done" and state.accuracy is not None]
+    traces = [{"type": "scatter", "mode": "lines+markers", "name": config.strategy,
+               "x": [state.num_labeled for state in finished],
+               "y": [round(state.accuracy, 4) for state in finished]}] if finished else []
     table = []
     for state in rounds:
         figures = round_progress(dataset, state)
@@ -85,9 +84,7 @@ class RunRound(foo.Operator):
 
     @property
     def config(self):
-        return foo.OperatorConfig(name="al_round", label="Curation: run an active-learning round", dynamic=True,
-                                  allow_immediate_execution=True, allow_delegated_execution=True,
-                                  default_choice_to_delegated=True)
+        return delegable_config("al_round", "Curation: run an active-learning round", delegate_by_default=True)
 
     def resolve_input(self, ctx):
         inputs = types.Object()
@@ -113,8 +110,7 @@ class IngestAnnotations(foo.Operator):
 
     @property
     def config(self):
-        return foo.OperatorConfig(name="al_ingest", label="Curation: ingest Label Studio annotations", dynamic=True,
-                                  allow_immediate_execution=True, allow_delegated_execution=True)
+        return delegable_config("al_ingest", "Curation: ingest Label Studio annotations")
 
     def execute(self, ctx):
         def work() -> dict:

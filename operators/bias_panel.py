@@ -1,6 +1,6 @@
 """Bias in the App: an operator that computes the report (delegable) and the "Bias" panel that shows it.
 
-The panel rebuilds everything from the ``bias`` run (``curation_checks.bias_report``): the class distribution,
+The panel rebuilds everything from the ``bias`` run (``curation_checks.bias.report``): the class distribution,
 per-class precision/recall/F1, the worst slices with their confidence intervals, the confusion matrix, and the
 tables of slices and embedding groups whose rows set the App's view to that slice or group.
 """
@@ -10,10 +10,12 @@ from __future__ import annotations
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from active_learning.trust import model_trust
-from curation_app.common import (ReportPanel, label_field_input, reported, show_error, target_view,
-                                 validate_label_field)
-from curation_checks.bias_report import points_vs_rest
+from active_learning.model.trust import model_trust
+from curation_app.common import (ReportPanel, delegable_config, label_field_input, reported, show_error,
+                                 target_view, validate_label_field)
+from curation_checks.bias.settings import BIAS_DEFAULTS, BiasSettings, slice_field_names
+from curation_checks.bias.text import points_vs_rest
+from curation_checks.model_outputs import DEFAULT_FILL
 
 MAX_CHART_SLICES = 12
 MAX_TABLE_ROWS = 25
@@ -76,7 +78,7 @@ def interval_axis(traces: list[dict]) -> dict:
 
 def bias_panel_data(dataset) -> dict | None:
     """What the panel shows, from the ``bias`` run; None before any run."""
-    from curation_checks.bias_report import RUN_KEY, load_bias_report
+    from curation_checks.bias.report import RUN_KEY, load_bias_report
 
     if RUN_KEY not in dataset.list_runs():
         return None
@@ -130,13 +132,27 @@ def bias_panel_data(dataset) -> dict | None:
     }
 
 
+def wanted_slice_fields(params: dict) -> tuple[str, ...] | None:
+    """The form's comma-separated slice fields; None (the defaults) when it names none."""
+    names = [f.strip() for f in str(params.get("slice_fields") or "").split(",") if f.strip()]
+    return slice_field_names(names) or None
+
+
+def bias_settings(params: dict) -> BiasSettings:
+    """The operator form's values as the library's settings; what the form leaves out keeps the library default."""
+    return BiasSettings(label_field=params.get("label_field", BIAS_DEFAULTS.label_field),
+                        slice_fields=wanted_slice_fields(params),
+                        image_stats=bool(params.get("image_stats", BIAS_DEFAULTS.image_stats)),
+                        min_size=int(params.get("min_size", BIAS_DEFAULTS.min_size)),
+                        crosses=bool(params.get("crosses", BIAS_DEFAULTS.crosses)))
+
+
 class ComputeBias(foo.Operator):
     """Per-class metrics, class balance, slice performance with intervals and embedding groups for the view."""
 
     @property
     def config(self):
-        return foo.OperatorConfig(name="compute_bias", label="Curation: compute bias report", dynamic=True,
-                                  allow_immediate_execution=True, allow_delegated_execution=True)
+        return delegable_config("compute_bias", "Curation: compute bias report")
 
     def resolve_input(self, ctx):
         inputs = types.Object()
@@ -145,12 +161,15 @@ class ComputeBias(foo.Operator):
             return types.Property(inputs)
         inputs.str("slice_fields", default="", label="Slice fields",
                    description="comma-separated sample fields; empty = image statistics, tags and the label")
-        inputs.bool("crosses", default=True, label="Also test crossed slices (two fields, e.g. a class AND dark)")
-        inputs.bool("image_stats", default=True, label="Compute image statistics (brightness, contrast, size)")
-        inputs.int("min_size", default=20, label="Smallest slice or group tested")
+        inputs.bool("crosses", default=BIAS_DEFAULTS.crosses,
+                    label="Also test crossed slices (two fields, e.g. a class AND dark)")
+        inputs.bool("image_stats", default=BIAS_DEFAULTS.image_stats,
+                    label="Compute image statistics (brightness, contrast, size)")
+        inputs.int("min_size", default=BIAS_DEFAULTS.min_size, label="Smallest slice or group tested")
+        inputs.bool("fill", default=DEFAULT_FILL, label="Compute missing model outputs with the final model first")
         if not validate_label_field(ctx, inputs, label_field):
             return types.Property(inputs)
-        wanted = [f.strip() for f in str(ctx.params.get("slice_fields") or "").split(",") if f.strip()]
+        wanted = wanted_slice_fields(ctx.params) or []
         schema = ctx.dataset.get_field_schema(flat=True)
         unknown = [f for f in wanted if f not in schema]
         if unknown:
@@ -159,18 +178,15 @@ class ComputeBias(foo.Operator):
         return types.Property(inputs)
 
     def execute(self, ctx):
-        from curation_checks.bias_report import compute_bias
+        from curation_checks.bias.report import run_bias
 
         params = ctx.params
-        wanted = [f.strip() for f in str(params.get("slice_fields") or "").split(",") if f.strip()]
 
         def work() -> dict:
-            report = compute_bias(target_view(ctx), label_field=params.get("label_field", "ground_truth"),
-                                  slice_fields=wanted or None, image_stats=bool(params.get("image_stats", True)),
-                                  min_size=int(params.get("min_size", 20)),
-                                  crosses=bool(params.get("crosses", True)))
+            report = run_bias(target_view(ctx), bias_settings(params), fill=bool(params.get("fill", DEFAULT_FILL)),
+                              progress=lambda fraction, label: ctx.set_progress(progress=fraction, label=label))
             return {"accuracy": report.accuracy, "num_scored": report.num_scored,
-                    "num_significant_slices": len(report.slices.significant)}
+                    "num_significant_slices": len(report.slices.significant), "num_filled": report.num_filled}
 
         return reported(ctx, work)
 
@@ -189,7 +205,7 @@ class BiasPanel(ReportPanel):
         return bias_panel_data(dataset)
 
     def _show(self, ctx, specs_key: str, what: str):
-        from curation_checks.bias_report import slice_view
+        from curation_checks.bias.report import slice_view
 
         specs = ctx.panel.get_state(specs_key) or []
         row = ctx.params.get("row", 0)

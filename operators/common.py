@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from active_learning.views import check_label_field
+from active_learning.data.importers import LABEL_FIELD
 from active_learning.errors import CurationError
+from active_learning.model.outputs import MODEL_FIELDS
+from active_learning.model.own_model import OwnModel
+from active_learning.model.recipes import DEFAULT_SEEDS, DEFAULT_TTA_PX, MAX_TTA_PX
+from active_learning.model.settings import RECIPE_CHOICES, asked_recipe, offered_settings, parse_seeds
+from active_learning.store.fields import check_label_field
+
+
+def delegable_config(name: str, label: str, delegate_by_default: bool = False) -> foo.OperatorConfig:
+    """The config of a heavy operator: dynamic inputs, run now or by a delegated worker (the default for trainings)."""
+    return foo.OperatorConfig(name=name, label=label, dynamic=True, allow_immediate_execution=True,
+                              allow_delegated_execution=True, default_choice_to_delegated=delegate_by_default)
 
 
 def target_view(ctx):
@@ -16,15 +28,15 @@ def target_view(ctx):
     return ctx.target_view() if hasattr(ctx, "target_view") else ctx.view
 
 
-def reported(ctx, work: Callable[[], dict], errors: tuple[type[Exception], ...] = (CurationError,),
-             lease: bool = True) -> dict:
-    """Run an operator's ``work``; a known error becomes an App notification and ``{"error": ...}``.
+def reported(ctx, work: Callable[[], dict], lease: bool = True) -> dict:
+    """Run an operator's ``work``; a known error (``CurationError``) becomes an App notification and
+    ``{"error": ...}``, an unexpected one propagates (FiftyOne shows it with its traceback).
 
-    The work holds the dataset's writer lease (``active_learning.lease``; ``lease=False`` for work that takes it
+    The work holds the dataset's writer lease (``active_learning.store.lease``; ``lease=False`` for work that takes it
     itself, step by step): a second writer is refused with who holds it. After a run in the App (not delegated) the
     App reloads the dataset, so new fields and runs show at once.
     """
-    from active_learning.lease import writer_lease
+    from active_learning.store.lease import writer_lease
 
     holder = f"the App's {getattr(ctx, 'operator_uri', None) or 'operator'}"
     try:
@@ -33,12 +45,17 @@ def reported(ctx, work: Callable[[], dict], errors: tuple[type[Exception], ...] 
                 result = work()
         else:
             result = work()
-    except errors as exc:
-        ctx.ops.notify(str(exc), variant="error")
-        return {"error": str(exc)}
+    except CurationError as exc:
+        return notified_error(ctx, exc)
     if not ctx.delegated:
         ctx.ops.reload_dataset()
     return result
+
+
+def notified_error(ctx, error: CurationError) -> dict:
+    """Show a known error as one App notification; the operator's result ``{"error": message}``."""
+    ctx.ops.notify(str(error), variant="error")
+    return {"error": str(error)}
 
 
 def show_error(inputs: types.Object, name: str, label: str, description: str) -> types.Property:
@@ -87,59 +104,68 @@ def fit_tag_input(ctx, inputs: types.Object) -> None:
 
 
 def model_settings_inputs(ctx, inputs: types.Object, several_seeds: bool) -> None:
-    """Recipe, folds, seed(s), epochs and test-time augmentation, prefilled with the stored model run's settings (so
-    that submitting unchanged reuses its probabilities), else the defaults of the recipe the dataset would get."""
-    from active_learning.model import MAX_TTA_PX, RECIPES, default_tta_px, named_recipe
-    from active_learning.predictions import stored_model_config
-
-    config: dict = (stored_model_config(ctx.dataset) if ctx.dataset is not None else None) or {}
-    seeds = config.get("seeds") or [0]
-    stored_name = (config.get("recipe") or {}).get("name", "fast") if config else "auto"
-    inputs.enum("recipe", ["auto", *RECIPES], default=stored_name, label="Recipe",
+    """Recipe, folds, seed(s), epochs and test-time augmentation, prefilled with ``offered_settings`` (the stored
+    model run's, so that submitting unchanged reuses its probabilities, else the defaults of the recipe the dataset
+    would get)."""
+    offered = offered_settings(ctx.dataset, ctx.params.get("recipe"))
+    inputs.enum("recipe", list(RECIPE_CHOICES), default=offered.recipe_name, label="Recipe",
                 description="photo: a network for small photos (the default for colour images); fast: ResNet-18 "
                             "(the default for grayscale); auto keeps the dataset's recipe once chosen")
-    chosen = ctx.params.get("recipe", stored_name)
-    recipe = named_recipe(chosen) if chosen in RECIPES else _likely_recipe(ctx)
-    inputs.int("folds", default=config.get("folds") or 5, label="Folds (K-fold out-of-sample probabilities)")
+    inputs.int("folds", default=offered.folds, min=2, label="Folds (K-fold out-of-sample probabilities)")
     if several_seeds:
-        inputs.str("seeds", default=",".join(str(s) for s in seeds), label="Seeds",
+        inputs.str("seeds", default=",".join(str(s) for s in offered.seeds), label="Seeds",
                    description="comma-separated; several = an ensemble")
     else:
-        inputs.int("seed", default=seeds[0], label="Seed")
-    stored_epochs = (config.get("recipe") or {}).get("epochs") if chosen == stored_name else None
-    epochs = stored_epochs or (recipe.epochs if recipe else None)
-    inputs.int("epochs", default=epochs, label="Epochs (recorded with the run; empty = the recipe's own)")
-    # A run from before test-time augmentation existed made plain probabilities (0).
-    tta_px = int(config.get("tta_px", 0)) if config and chosen == stored_name else (
-        default_tta_px(recipe) if recipe else None)
-    inputs.int("tta_px", default=tta_px, min=0, max=MAX_TTA_PX, label="Test-time augmentation (pixels)",
+        inputs.int("seed", default=offered.seeds[0], min=0, label="Seed")
+    inputs.int("epochs", default=offered.epochs, min=1,
+               label="Epochs (recorded with the run; empty = the recipe's own)")
+    inputs.int("tta_px", default=offered.tta_px, min=0, max=MAX_TTA_PX, label="Test-time augmentation (pixels)",
                description="average each image's probabilities over its shifts of up to this many pixels "
-                           "(and their mirror images for the photo recipe); empty = the recipe's default "
-                           "(2 for fast: it ranked label errors better on digits; 0 for photo)")
+                           f"(and their mirror images for the photo recipe); empty = the recipe's default "
+                           f"({DEFAULT_TTA_PX} for fast: it ranked label errors better on digits; 0 for photo)")
 
 
-def _likely_recipe(ctx):
-    """The recipe ``auto`` would choose for the dataset (its images' colour), or ``fast`` when they can't be read."""
-    from active_learning.errors import CurationError
-    from active_learning.model import RECIPES
-    from active_learning.predictions import resolve_recipe
-
+def validate_seeds(ctx, inputs: types.Object) -> None:
+    """Show an error (and disable Execute) when the typed seeds are not integers (``parse_seeds``)."""
     try:
-        return resolve_recipe(ctx.dataset) if ctx.dataset is not None else RECIPES["fast"]
-    except CurationError:
-        return RECIPES["fast"]
+        parse_seeds(ctx.params.get("seeds"))
+    except CurationError as exc:
+        show_error(inputs, "bad_seeds", "Seeds must be integers", str(exc))
 
 
-def recipe_from_params(view, params: dict):
-    """The recipe the operator's form asks for, or None when it asks for nothing (reuse what is stored)."""
-    from active_learning.predictions import resolve_recipe
+@dataclass(frozen=True)
+class ModelParams:
+    """The model settings an operator's form sent, read once: None where the form left a setting out."""
 
-    name = params.get("recipe") or "auto"
-    epochs = params.get("epochs")
-    seeds = [int(s) for s in str(params.get("seeds") or params.get("seed") or "0").split(",") if s.strip()]
-    if name == "auto" and epochs is None:
-        return None
-    return resolve_recipe(view, name, epochs=None if epochs is None else int(epochs), seed=seeds[0] if seeds else 0)
+    label_field: str
+    folds: int | None
+    seeds: tuple[int, ...] | None
+    recipe_name: str | None
+    epochs: int | None
+    tta_px: int | None
+    own_model: OwnModel | None
+
+    @classmethod
+    def of(cls, params: dict) -> "ModelParams":
+        """The settings in an operator's ``ctx.params`` (a script may name only some)."""
+        return cls(
+            label_field=params.get("label_field") or LABEL_FIELD,
+            folds=_int_or_none(params.get("folds")),
+            seeds=parse_seeds(params.get("seeds") if params.get("seeds") is not None else params.get("seed")),
+            recipe_name=params.get("recipe"),
+            epochs=_int_or_none(params.get("epochs")),
+            tta_px=_int_or_none(params.get("tta_px")),
+            own_model=own_model_of(params),
+        )
+
+    def recipe(self, view, always: bool = False):
+        """The recipe the form asks for (``asked_recipe``), or None when it asks for nothing and not ``always``."""
+        return asked_recipe(view, self.recipe_name, epochs=self.epochs, seed=(self.seeds or DEFAULT_SEEDS)[0],
+                            always=always)
+
+
+def _int_or_none(value) -> int | None:
+    return None if value is None or value == "" else int(value)
 
 
 def fit_view_of(ctx):
@@ -156,7 +182,7 @@ def own_model_inputs(ctx, inputs: types.Object) -> None:
     import fiftyone as fo
 
     schema = ctx.dataset.get_field_schema() if ctx.dataset is not None else {}
-    ours = {"model_probs", "model_embedding", "model_prediction"}
+    ours = set(MODEL_FIELDS)
     vectors = sorted(n for n, f in schema.items() if n not in ours and (
         isinstance(f, (fo.VectorField, fo.ArrayField)) or
         (isinstance(f, fo.ListField) and isinstance(getattr(f, "field", None), fo.FloatField))))
@@ -167,21 +193,22 @@ def own_model_inputs(ctx, inputs: types.Object) -> None:
     inputs.enum("predictions_field", [OWN_MODEL_NONE, *predictions], default=OWN_MODEL_NONE,
                 label="Your predictions (optional)",
                 description="a Classification field with logits or confidences; recorded as not out-of-sample")
+    try:
+        own_model_of(ctx.params)
+    except CurationError as exc:
+        show_error(inputs, "bad_own_model", "Choose one of your embeddings and your predictions", str(exc))
 
 
-def own_model_outputs(view, params: dict):
-    """The summary of the user's own model chosen by ``own_model_inputs``, or None for the fixed model."""
-    from active_learning.own_model import Head, compute_head_outputs, import_predictions
+def own_model_of(params: dict) -> OwnModel | None:
+    """The user's own model chosen by ``own_model_inputs``, or None for the fixed model."""
+    def chosen(name: str) -> str | None:
+        value = params.get(name)
+        return value if value and value != OWN_MODEL_NONE else None
 
-    embeddings = params.get("embeddings_field")
-    predictions = params.get("predictions_field")
-    label_field = params.get("label_field", "ground_truth")
-    if embeddings and embeddings != OWN_MODEL_NONE:
-        return compute_head_outputs(view, embeddings, label_field=label_field, folds=int(params.get("folds") or 5),
-                                    head=Head(seed=int(params.get("seed") or 0)))
-    if predictions and predictions != OWN_MODEL_NONE:
-        return import_predictions(view, predictions, label_field=label_field)
-    return None
+    embeddings, predictions = chosen("embeddings_field"), chosen("predictions_field")
+    if embeddings is None and predictions is None:
+        return None
+    return OwnModel(embeddings_field=embeddings, predictions_field=predictions)
 
 
 def classification_fields(ctx) -> list[str]:
@@ -192,7 +219,7 @@ def classification_fields(ctx) -> list[str]:
         return []
     schema = ctx.dataset.get_field_schema()
     names = [n for n, f in schema.items() if getattr(f, "document_type", None) is fo.Classification]
-    return sorted(names, key=lambda n: (n != "ground_truth", n))
+    return sorted(names, key=lambda n: (n != LABEL_FIELD, n))
 
 
 class RebuildingPanel(foo.Panel):

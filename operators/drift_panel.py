@@ -1,6 +1,6 @@
 """Drift in the App: an operator that compares a reference with target batches (delegable) and the "Drift" panel.
 
-The panel rebuilds everything from the ``drift`` run and the ``drift_*`` fields (``curation_checks.drift_report``):
+The panel rebuilds everything from the ``drift`` run and the ``drift_*`` fields (``curation_checks.drift.report``):
 p-values of both tests per batch in batch order (a trend over batches shows), the share of out-of-distribution
 samples per batch, the estimated class-prior change, the distribution of per-sample OOD scores, and a table of
 batches whose rows set the App's view to that batch's most drifted samples.
@@ -14,7 +14,10 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from active_learning.errors import CurationError
-from curation_app.common import ReportPanel, reported, show_error
+from curation_app.common import ReportPanel, delegable_config, reported, show_error
+from curation_checks.drift.settings import DRIFT_DEFAULTS, OOD_METRICS, DriftSettings
+from curation_checks.drift.views import DEFAULT_REFERENCE, DEFAULT_TARGET
+from curation_checks.model_outputs import DEFAULT_FILL
 
 MOST_DRIFTED = 100
 HISTOGRAM_BINS = 40
@@ -23,7 +26,7 @@ PRIOR_ROW_PX = 44  # height of one batch's row of the prior-change heatmap
 
 def _score_histograms(dataset, batches: list[str], threshold: float) -> list[dict]:
     """Per-batch histograms of ``drift_ood_score`` on shared bins (computed here: the App gets bars, not rows)."""
-    from curation_checks.drift_report import BATCH_FIELD, SCORE_FIELD
+    from curation_checks.drift.report import BATCH_FIELD, SCORE_FIELD
 
     if SCORE_FIELD not in dataset.get_field_schema():
         return []
@@ -79,8 +82,8 @@ def prior_height(num_batches: int) -> int:
 
 def drift_panel_data(dataset) -> dict | None:
     """What the panel shows, from the ``drift`` run and fields; None before any run."""
-    from curation_checks.drift_report import RUN_KEY, load_drift_report
-    from curation_checks.label_shift import describe_headline
+    from curation_checks.drift.report import RUN_KEY, load_drift_report
+    from curation_checks.drift.label_shift import describe_headline
 
     if RUN_KEY not in dataset.list_runs():
         return None
@@ -117,14 +120,17 @@ def drift_panel_data(dataset) -> dict | None:
 
 def _model_trust(dataset) -> dict | None:
     """The verdict on the dataset's model run (its out-of-sample accuracy), or None without one."""
-    from active_learning.predictions import DEFAULT_RUN_KEY
-    from active_learning.runs import load_run
-    from active_learning.trust import model_trust
+    from active_learning.model.model_run import load_model_run
 
-    if DEFAULT_RUN_KEY not in dataset.list_runs():
-        return None
-    accuracy = load_run(dataset, DEFAULT_RUN_KEY)[1].get("out_of_sample_accuracy")
-    return model_trust(accuracy).to_dict() if accuracy is not None else None
+    run = load_model_run(dataset)
+    return run.trust.to_dict() if run is not None and run.trust is not None else None
+
+
+def drift_settings(params: dict) -> DriftSettings:
+    """The operator form's values as the library's settings; what the form leaves out keeps the library default."""
+    return DriftSettings(n_permutations=int(params.get("n_permutations", DRIFT_DEFAULTS.n_permutations)),
+                         alpha=float(params.get("alpha", DRIFT_DEFAULTS.alpha)),
+                         ood_metric=params.get("ood_metric", DRIFT_DEFAULTS.ood_metric))
 
 
 class ComputeDrift(foo.Operator):
@@ -132,47 +138,42 @@ class ComputeDrift(foo.Operator):
 
     @property
     def config(self):
-        return foo.OperatorConfig(name="compute_drift", label="Curation: detect drift", dynamic=True,
-                                  allow_immediate_execution=True, allow_delegated_execution=True)
+        return delegable_config("compute_drift", "Curation: detect drift")
 
     def resolve_input(self, ctx):
-        from curation_checks.drift_report import SPEC_GRAMMAR, resolve_views
+        from curation_checks.drift.report import SPEC_GRAMMAR, resolve_views
 
         inputs = types.Object()
         if ctx.dataset is None:
             return types.Property(inputs)
-        inputs.str("reference", default="tag:test", required=True, label="Reference",
+        inputs.str("reference", default=DEFAULT_REFERENCE, required=True, label="Reference",
                    description="tag:TAG or field:FIELD=VALUE (ideally data the model did not train on)")
-        inputs.str("target", default="all-but-reference", required=True, label="Target",
+        inputs.str("target", default=DEFAULT_TARGET, required=True, label="Target",
                    description=SPEC_GRAMMAR)
-        inputs.int("n_permutations", default=200, label="MMD permutations")
-        inputs.float("alpha", default=0.05, label="Level per batch")
-        inputs.enum("ood_metric", ["cosine", "euclidean"], default="cosine", label="OOD score distance",
+        inputs.int("n_permutations", default=DRIFT_DEFAULTS.n_permutations, label="MMD permutations")
+        inputs.float("alpha", default=DRIFT_DEFAULTS.alpha, label="Level per batch")
+        inputs.enum("ood_metric", list(OOD_METRICS), default=DRIFT_DEFAULTS.ood_metric, label="OOD score distance",
                     description="cosine: feature directions; euclidean: also feature length")
-        inputs.bool("fill", default=True, label="Compute missing model outputs with the final model first")
+        inputs.bool("fill", default=DEFAULT_FILL, label="Compute missing model outputs with the final model first")
         try:
-            resolve_views(ctx.dataset, ctx.params.get("reference", "tag:test"),
-                          ctx.params.get("target", "all-but-reference"))
+            resolve_views(ctx.dataset, ctx.params.get("reference", DEFAULT_REFERENCE),
+                          ctx.params.get("target", DEFAULT_TARGET))
         except CurationError as exc:
             show_error(inputs, "bad_views", "Cannot compare these views", str(exc))
         return types.Property(inputs)
 
     def execute(self, ctx):
-        from curation_checks.drift_report import compute_drift, fill_model_outputs
+        from curation_checks.drift.report import run_drift
 
         params = ctx.params
 
         def work() -> dict:
-            if params.get("fill", True):
-                ctx.set_progress(progress=0.1, label="model outputs for samples without them")
-                fill_model_outputs(ctx.dataset)
-            ctx.set_progress(progress=0.4, label="two-sample tests per batch")
-            report = compute_drift(ctx.dataset, params.get("reference", "tag:test"),
-                                   params.get("target", "all-but-reference"),
-                                   n_permutations=int(params.get("n_permutations", 200)),
-                                   alpha=float(params.get("alpha", 0.05)),
-                                   ood_metric=params.get("ood_metric", "cosine"))
-            return {"batches": len(report.batches), "drifted": report.drifted_batches}
+            report = run_drift(ctx.dataset, params.get("reference", DEFAULT_REFERENCE),
+                               params.get("target", DEFAULT_TARGET), drift_settings(params),
+                               fill=bool(params.get("fill", DEFAULT_FILL)),
+                               progress=lambda fraction, label: ctx.set_progress(progress=fraction, label=label))
+            return {"batches": len(report.batches), "drifted": report.drifted_batches,
+                    "num_filled": report.num_filled}
 
         return reported(ctx, work)
 
@@ -192,7 +193,7 @@ class DriftPanel(ReportPanel):
 
     def show_most_drifted(self, ctx):
         """Set the App's view to the most drifted samples: of the clicked batch, or of every batch."""
-        from curation_checks.drift_report import load_drift_report, most_drifted_view
+        from curation_checks.drift.report import load_drift_report, most_drifted_view
 
         names = ctx.panel.get_state("batch_names") or []
         row = ctx.params.get("row")

@@ -7,35 +7,38 @@ from pathlib import PurePath
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
+from active_learning.data.importers import LABEL_FIELD
 from active_learning.errors import CurationError
-from active_learning.label_history import UndoResult, queue_for_review, review_queue, set_labels, undo_last_change
-from active_learning.predictions import DEFAULT_RUN_KEY
+from active_learning.model.model_run import load_model_run
+from active_learning.model.trust import MIN_SUGGESTION_CONFIDENCE, TrustVerdict
 from active_learning.progress import with_eta
-from active_learning.runs import load_run
-from active_learning.trust import MIN_SUGGESTION_CONFIDENCE, TrustVerdict
+from active_learning.store.label_history import UndoResult, queue_for_review, review_queue, undo_last_change
+from active_learning.store.runs import load_run
 from curation_app.common import (
+    ModelParams,
+    delegable_config,
     ReportPanel,
     fit_tag_input,
     fit_view_of,
     label_field_input,
     model_settings_inputs,
+    notified_error,
     own_model_inputs,
-    own_model_outputs,
-    recipe_from_params,
     reported,
     show_error,
     target_view,
     validate_label_field,
+    validate_seeds,
 )
-from curation_checks.label_errors import RANK_METHODS
-from curation_checks.pipelines import find_label_issues, label_issues_scope, worst_suspects
+from curation_checks.label_errors import DEFAULT_RANK_METHOD, RANK_METHODS
+from curation_checks.label_issues import (ACCEPT_SOURCE, TOP_SUSPECTS, accept_suggestions, find_label_issues,
+                                          label_issues_scope, worst_suspects)
 
 ISSUE_TAG = "label_issue"
 REVIEW_REASON = "suspected label error"
-ACCEPT_SOURCE = "label_issues_panel"  # the ``source`` of accepted suggestions in ``label_history``
 
 
-def label_issues_data(dataset, label_field: str = "ground_truth", top: int = 50) -> dict | None:
+def label_issues_data(dataset, label_field: str = LABEL_FIELD, top: int = TOP_SUSPECTS) -> dict | None:
     """What the panel shows, rebuilt from the ``check_label_errors`` run and the fields; None before any run."""
     if "check_label_errors" not in dataset.list_runs():
         return None
@@ -63,37 +66,8 @@ def label_issues_data(dataset, label_field: str = "ground_truth", top: int = 50)
 
 def probabilities_source(dataset) -> str:
     """How the stored probabilities were made, from the model run, in words ("" without one)."""
-    if DEFAULT_RUN_KEY not in dataset.list_runs():
-        return ""
-    config, _ = load_run(dataset, DEFAULT_RUN_KEY)
-    seeds = config.get("seeds") or []
-    return f"{config.get('probabilities', '')}; seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
-
-
-def accept_suggestions(dataset, sample_ids: list[str], label_field: str, user: str | None,
-                       min_confidence: float = MIN_SUGGESTION_CONFIDENCE) -> tuple[int, int]:
-    """Set the label of each sample to its ``label_issue_suggested`` value, keeping the old one in the history.
-
-    A suggestion the model gives less than ``min_confidence`` probability is refused (on CIFAR-10 photos such
-    suggestions were wrong too often; docs/label_errors.md). Returns (labels changed, suggestions refused); when
-    every selected suggestion is refused, a ``CurationError`` says why and what to do.
-    """
-    schema = dataset.get_field_schema()
-    if "label_issue_suggested" not in schema or "label_issue_confidence" not in schema:
-        raise CurationError("There are no suggested labels with their confidence yet: run 'Find label issues' "
-                            "first.")
-    ids, suggested, confidence = dataset.select(sample_ids).values(
-        ["id", "label_issue_suggested", "label_issue_confidence"])
-    sure = {i: s for i, s, c in zip(ids, suggested, confidence)
-            if s is not None and c is not None and c >= min_confidence}
-    refused = sum(1 for s, c in zip(suggested, confidence) if s is not None and (c is None or c < min_confidence))
-    if refused and not sure:
-        raise CurationError(f"Refused: the model gives {'this suggestion' if refused == 1 else 'these suggestions'} "
-                            f"less than {min_confidence:.0%} probability, too unsure to relabel with one click. "
-                            "Send the samples to review instead, or relabel them by hand.")
-    changed = set_labels(dataset, sure, label_field, why="accepted the suggested label (cleanlab)",
-                         source=ACCEPT_SOURCE, user=user)
-    return changed, refused
+    run = load_model_run(dataset)
+    return run.description if run is not None else ""
 
 
 def _accepted_message(changed: int, refused: int) -> str:
@@ -122,7 +96,7 @@ def _undo_last_accepted(ctx, label_field: str) -> UndoResult | None:
     try:
         result = undo_last_change(ctx.dataset, label_field=label_field, user=_user(ctx), source=ACCEPT_SOURCE)
     except CurationError as exc:
-        ctx.ops.notify(str(exc), variant="error")
+        notified_error(ctx, exc)
         return None
     ctx.ops.notify(undo_message(result), variant="success" if result.num_reverted else "info")
     if result.num_reverted:
@@ -147,9 +121,7 @@ class FindLabelIssues(foo.Operator):
 
     @property
     def config(self):
-        return foo.OperatorConfig(name="find_label_issues", label="Curation: find label issues", dynamic=True,
-                                  allow_immediate_execution=True, allow_delegated_execution=True,
-                                  default_choice_to_delegated=True)
+        return delegable_config("find_label_issues", "Curation: find label issues", delegate_by_default=True)
 
     def resolve_input(self, ctx):
         inputs = types.Object()
@@ -160,43 +132,36 @@ class FindLabelIssues(foo.Operator):
         _scope_inputs(ctx, inputs)
         model_settings_inputs(ctx, inputs, several_seeds=True)
         own_model_inputs(ctx, inputs)
-        inputs.enum("rank_method", list(RANK_METHODS), default="self_confidence", label="Rank suspects by",
+        inputs.enum("rank_method", list(RANK_METHODS), default=DEFAULT_RANK_METHOD, label="Rank suspects by",
                     description="cleanlab's label quality score")
         inputs.bool("recompute", default=False, label="Recompute probabilities even if present",
                     description="they are recomputed anyway when a setting above differs from theirs")
+        validate_seeds(ctx, inputs)
         validate_label_field(ctx, inputs, label_field)
         return types.Property(inputs)
 
     def execute(self, ctx):
-        params = ctx.params
-
         def work() -> dict:
             # A setting missing from the params (a script that names only some) reuses the stored probabilities'.
-            seeds = [int(s) for s in str(params.get("seeds") or "").split(",") if s.strip()] or None
+            asked = ModelParams.of(ctx.params)
             fit_view = fit_view_of(ctx)
-            scope = label_issues_scope(target_view(ctx), all_samples=bool(params.get("all_samples")),
+            scope = label_issues_scope(target_view(ctx), all_samples=bool(ctx.params.get("all_samples")),
                                        fit_view=fit_view)
-            view = scope.view
-            label_field = params.get("label_field", "ground_truth")
-            rank_method = str(params.get("rank_method") or "self_confidence")
             progress = with_eta(lambda fraction, message: ctx.set_progress(progress=fraction, label=message))
-            announce = lambda message: ctx.set_progress(progress=0.0, label=message)  # noqa: E731
             progress(0.0, f"scoring {scope.description}")
-            if own_model_outputs(view, params) is not None:  # the user's embeddings or predictions: use them as is
-                report = find_label_issues(view, label_field=label_field, rank_method=rank_method, progress=progress,
-                                           announce=announce)
-            else:
-                report = find_label_issues(
-                    view, label_field=label_field, folds=_int_or_none(params.get("folds")), seeds=seeds,
-                    recipe=recipe_from_params(view, params), recompute=bool(params.get("recompute", False)),
-                    tta_px=_int_or_none(params.get("tta_px")), rank_method=rank_method, progress=progress,
-                    fit_view=fit_view, announce=announce,
-                )
+            report = find_label_issues(
+                scope.view, label_field=asked.label_field, folds=asked.folds, seeds=asked.seeds,
+                recipe=None if asked.own_model else asked.recipe(scope.view),
+                recompute=bool(ctx.params.get("recompute", False)), tta_px=asked.tta_px,
+                rank_method=str(ctx.params.get("rank_method") or DEFAULT_RANK_METHOD), progress=progress,
+                fit_view=fit_view, announce=lambda message: ctx.set_progress(progress=0.0, label=message),
+                own_model=asked.own_model,
+            )
             summary = report.results["label_errors"].summary
             return {"num_scored": summary["num_scored"], "num_issues": summary["num_issues"],
                     "scope": scope.description, "trained": report.plan.message if report.plan else ""}
 
-        return reported(ctx, work, errors=(CurationError, ValueError))  # ValueError: seeds that are not integers
+        return reported(ctx, work)
 
 
 def _scope_inputs(ctx, inputs: types.Object) -> None:
@@ -213,10 +178,6 @@ def _scope_inputs(ctx, inputs: types.Object) -> None:
                                 "run; the others would start a K-fold training over all samples")
     inputs.view("scope", types.Notice(label=f"Scores {chosen.description}" + (
         " (filter the view or tick 'Score all samples' to choose)." if chosen.default else ".")))
-
-
-def _int_or_none(value) -> int | None:
-    return None if value is None else int(value)
 
 
 class _SelectedSamplesOperator(foo.Operator):
@@ -243,15 +204,13 @@ class AcceptSuggestedLabels(_SelectedSamplesOperator):
                                   dynamic=True)
 
     def execute(self, ctx):
-        try:
-            label_field = ctx.params.get("label_field", "ground_truth")
+        def work() -> dict:
+            label_field = ctx.params.get("label_field") or LABEL_FIELD
             changed, refused = accept_suggestions(ctx.dataset, self._sample_ids(ctx), label_field, _user(ctx))
-        except CurationError as exc:
-            ctx.ops.notify(str(exc), variant="error")
-            return {"error": str(exc)}
-        ctx.ops.notify(_accepted_message(changed, refused), variant="warning" if refused else "success")
-        ctx.ops.reload_dataset()
-        return {"changed": changed, "refused": refused}
+            ctx.ops.notify(_accepted_message(changed, refused), variant="warning" if refused else "success")
+            return {"changed": changed, "refused": refused}
+
+        return reported(ctx, work)
 
 
 class UndoLabelChange(foo.Operator):
@@ -262,7 +221,7 @@ class UndoLabelChange(foo.Operator):
         return foo.OperatorConfig(name="undo_label_change", label="Curation: undo the last accepted label change")
 
     def execute(self, ctx):
-        result = _undo_last_accepted(ctx, ctx.params.get("label_field", "ground_truth"))
+        result = _undo_last_accepted(ctx, ctx.params.get("label_field") or LABEL_FIELD)
         if result is None:
             return {"error": "the last change cannot be undone"}
         return {"reverted": result.num_reverted, "skipped": result.skipped,
@@ -277,10 +236,12 @@ class SendToReview(_SelectedSamplesOperator):
         return foo.OperatorConfig(name="send_to_review", label="Curation: send to review", dynamic=True)
 
     def execute(self, ctx):
-        queued = queue_for_review(ctx.dataset, self._sample_ids(ctx), ctx.params.get("reason", REVIEW_REASON))
-        ctx.ops.notify(f"Queued {queued} samples for review.", variant="success")
-        ctx.ops.reload_dataset()
-        return {"queued": queued}
+        def work() -> dict:
+            queued = queue_for_review(ctx.dataset, self._sample_ids(ctx), ctx.params.get("reason", REVIEW_REASON))
+            ctx.ops.notify(f"Queued {queued} samples for review.", variant="success")
+            return {"queued": queued}
+
+        return reported(ctx, work)
 
 
 class LabelIssuesPanel(ReportPanel):
@@ -319,9 +280,9 @@ class LabelIssuesPanel(ReportPanel):
             return
         try:
             changed, refused = accept_suggestions(ctx.dataset, list(ctx.selected),
-                                                  ctx.panel.get_state("label_field", "ground_truth"), _user(ctx))
+                                                  ctx.panel.get_state("label_field", LABEL_FIELD), _user(ctx))
         except CurationError as exc:
-            ctx.ops.notify(str(exc), variant="error")
+            notified_error(ctx, exc)
             return
         ctx.ops.notify(_accepted_message(changed, refused), variant="warning" if refused else "success")
         ctx.ops.reload_dataset()
@@ -329,13 +290,17 @@ class LabelIssuesPanel(ReportPanel):
 
     def undo_last(self, ctx):
         """Revert the last accepted change, whatever is selected; the panel shows the labels back."""
-        if _undo_last_accepted(ctx, ctx.panel.get_state("label_field", "ground_truth")) is not None:
+        if _undo_last_accepted(ctx, ctx.panel.get_state("label_field", LABEL_FIELD)) is not None:
             self._refresh(ctx)
 
     def review_selected(self, ctx):
         if not _has_selection(ctx):
             return
-        queued = queue_for_review(ctx.dataset, list(ctx.selected), REVIEW_REASON)
+        try:
+            queued = queue_for_review(ctx.dataset, list(ctx.selected), REVIEW_REASON)
+        except CurationError as exc:
+            notified_error(ctx, exc)
+            return
         ctx.ops.notify(f"Queued {queued} samples for review.", variant="success")
         self._refresh(ctx)
 

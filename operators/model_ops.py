@@ -5,13 +5,14 @@ from __future__ import annotations
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from active_learning.predictions import compute_model_outputs
+from active_learning.data.importers import LABEL_FIELD
+from active_learning.model.own_model import compute_outputs
+from active_learning.model.recipes import DEFAULT_FOLDS, DEFAULT_SEEDS
 from active_learning.progress import with_eta
-from curation_app.common import (fit_tag_input, fit_view_of, label_field_input, model_settings_inputs,
-                                 own_model_inputs, own_model_outputs, recipe_from_params, reported, target_view,
-                                 validate_label_field)
-from curation_checks.registry import available_checks
+from curation_app.common import (ModelParams, delegable_config, fit_tag_input, fit_view_of, label_field_input,
+                                 model_settings_inputs, own_model_inputs, reported, target_view, validate_label_field)
 from curation_checks.io import run_check
+from curation_checks.registry import available_checks
 
 
 class ComputeModelOutputs(foo.Operator):
@@ -19,14 +20,8 @@ class ComputeModelOutputs(foo.Operator):
 
     @property
     def config(self):
-        return foo.OperatorConfig(
-            name="compute_model_outputs",
-            label="Curation: compute model outputs (K-fold)",
-            dynamic=True,
-            allow_immediate_execution=True,
-            allow_delegated_execution=True,
-            default_choice_to_delegated=True,
-        )
+        return delegable_config("compute_model_outputs", "Curation: compute model outputs (K-fold)",
+                                delegate_by_default=True)
 
     def resolve_input(self, ctx):
         inputs = types.Object()
@@ -40,18 +35,14 @@ class ComputeModelOutputs(foo.Operator):
         return types.Property(inputs)
 
     def execute(self, ctx):
-        params = ctx.params
-
         def work() -> dict:
             view = target_view(ctx)
-            summary = own_model_outputs(view, params) or compute_model_outputs(
-                view, label_field=params.get("label_field", "ground_truth"),
-                folds=int(params.get("folds") or 5), seeds=(int(params.get("seed") or 0),),
-                recipe=recipe_from_params(view, params),
-                progress=with_eta(lambda fraction, message: ctx.set_progress(progress=fraction, label=message)),
-                fit_view=fit_view_of(ctx),
-                tta_px=None if params.get("tta_px") is None else int(params["tta_px"]),
-            )
+            asked = ModelParams.of(ctx.params)
+            summary = compute_outputs(
+                view, asked.own_model, label_field=asked.label_field, folds=asked.folds or DEFAULT_FOLDS,
+                seeds=asked.seeds or DEFAULT_SEEDS, recipe=None if asked.own_model else asked.recipe(view, always=True),
+                fit_view=fit_view_of(ctx), tta_px=asked.tta_px,
+                progress=with_eta(lambda fraction, message: ctx.set_progress(progress=fraction, label=message)))
             return {"num_scored": summary.num_scored, "out_of_sample_accuracy": summary.out_of_sample_accuracy,
                     "run_key": summary.run_key, "probabilities": summary.source}
 
@@ -63,13 +54,7 @@ class RunCheck(foo.Operator):
 
     @property
     def config(self):
-        return foo.OperatorConfig(
-            name="run_check",
-            label="Curation: run a check",
-            dynamic=True,
-            allow_immediate_execution=True,
-            allow_delegated_execution=True,
-        )
+        return delegable_config("run_check", "Curation: run a check")
 
     def resolve_input(self, ctx):
         inputs = types.Object()
@@ -82,8 +67,8 @@ class RunCheck(foo.Operator):
 
     def execute(self, ctx):
         def work() -> dict:
-            result = run_check(target_view(ctx), ctx.params.get("check", "class_balance"),
-                               label_field=ctx.params.get("label_field", "ground_truth"))
+            result = run_check(target_view(ctx), ctx.params.get("check") or available_checks()[0],
+                               label_field=ctx.params.get("label_field") or LABEL_FIELD)
             return {"check": result.check, "summary": result.summary}
 
         return reported(ctx, work)

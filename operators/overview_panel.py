@@ -5,13 +5,13 @@ from __future__ import annotations
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
+from active_learning.data.importers import LABEL_FIELD
+from active_learning.data.sources import SPLITS
+from active_learning.errors import CurationError
+from active_learning.store.fields import check_label_field, get_classes
+from active_learning.store.runs import load_run
 from curation_app.common import RebuildingPanel
 
-from active_learning.errors import CurationError
-from active_learning.runs import load_run
-from active_learning.views import check_label_field, get_classes
-
-SPLITS = ("train", "test", "pool")
 # Figures whose key alone misleads, named per run kind (other keys are shown as they are stored).
 FIGURE_NAMES: dict[str, dict[str, str]] = {
     "drift": {
@@ -28,7 +28,7 @@ FIGURE_NAMES: dict[str, dict[str, str]] = {
 }
 
 
-def overview_data(dataset, label_field: str = "ground_truth") -> dict:
+def overview_data(dataset, label_field: str = LABEL_FIELD) -> dict:
     """Everything the panel shows, rebuilt from fields and runs (nothing kept in panel state)."""
     try:
         check_label_field(dataset, label_field)

@@ -5,25 +5,18 @@ from __future__ import annotations
 import numpy as np
 
 from active_learning.errors import DataError
-from active_learning.predictions import EMBEDDING_FIELD, PROBS_FIELD
-from active_learning.runs import record_run
-from active_learning.views import check_label_field, get_classes
-from curation_checks.registry import get_check
+from active_learning.model.outputs import EMBEDDING_FIELD, PROBS_FIELD
+from active_learning.store.fields import view_labels, write_fields
+from active_learning.store.runs import record_run
 from curation_checks.base import CheckInputs, CheckResult
+from curation_checks.registry import get_check
 
 
 def read_inputs(view, label_field: str, requires: tuple[str, ...]) -> CheckInputs:
     """Everything a check needs from ``view``; a missing requirement is a ``DataError`` saying how to get it."""
     if len(view) == 0:
         raise DataError("The view is empty: select some samples (or clear the filter) and try again.")
-    check_label_field(view, label_field)
-    classes = get_classes(view, label_field)
-    index = {c: i for i, c in enumerate(classes)}
-    ids, labels = view.values(["id", f"{label_field}.label"])
-    unknown = sorted({str(v) for v in labels if v is not None and v not in index})
-    if unknown:
-        raise DataError(f"Labels {unknown[:5]} in {label_field!r} are not in the class list {classes[:10]}.")
-    label_array = np.asarray([index[v] if v is not None else -1 for v in labels], dtype=np.int64)
+    ids, label_array, classes = view_labels(view, label_field)
     pred_probs = embeddings = None
     schema = view.get_field_schema()
     if "pred_probs" in requires:
@@ -52,8 +45,6 @@ def read_inputs(view, label_field: str, requires: tuple[str, ...]) -> CheckInput
 
 def write_result(collection, inputs: CheckInputs, result: CheckResult, prefix: str, config: dict) -> None:
     """Per-sample arrays become fields ``<prefix>_<name>``; the summary and config become run ``check_<name>``."""
-    from active_learning.views import write_fields
-
     write_fields(collection._dataset, inputs.sample_ids, {f"{prefix}_{k}": v for k, v in result.per_sample.items()})
     record_run(collection, f"check_{result.check}", {"kind": "check", "check": result.check, **config},
                {"summary": result.summary})

@@ -4,7 +4,7 @@ Per labeled sample: a label quality score (``cleanlab.rank.get_label_quality_sco
 mislabeled), an issue flag (``cleanlab.filter.find_label_issues``; by default ``auto``: ``predicted_neq_given`` for a trusted
 model, ``prune_by_noise_rate`` otherwise), the
 suggested label (the argmax of the probabilities), its probability (``confidence``) and a rank (1 = worst). The
-summary carries the model's accuracy against the given labels and the trust verdict (``active_learning.trust``):
+summary carries the model's accuracy against the given labels and the trust verdict (``active_learning.model.trust``):
 below the bar the flags are the model's mistakes as much as label errors, and every front end says so. Unlabeled samples (label -1) are skipped and counted. The summary holds the
 estimated noise matrix ``P(given label | true label)`` (``cleanlab.count.estimate_latent`` over the confident joint)
 and the number of flagged samples per (given, suggested) pair.
@@ -23,7 +23,7 @@ from typing import ClassVar
 import numpy as np
 
 from active_learning.errors import DataError, InputError
-from active_learning.trust import model_trust
+from active_learning.model.trust import model_trust
 from curation_checks.base import CheckInputs, CheckResult
 
 FILTER_METHODS = (
@@ -37,6 +37,7 @@ FILTER_METHODS = (
     "low_self_confidence",
 )
 RANK_METHODS = ("self_confidence", "normalized_margin", "confidence_weighted_entropy")
+DEFAULT_RANK_METHOD = "self_confidence"  # cleanlab's label quality score that orders the suspects
 #: The flagging rule (docs/model.md): ``auto`` flags with ``predicted_neq_given`` (the most likely class is not the
 #: given label: the best F1 for strong models in cleanlab's CIFAR-10N benchmark, and the rule that finds the digits'
 #: errors with TTA probabilities) when the model is trusted, and with ``prune_by_noise_rate`` when it is not (on
@@ -52,7 +53,7 @@ class LabelErrors:
     """Confident learning: flag and rank samples whose given label disagrees with out-of-sample probabilities."""
 
     filter_by: str = DEFAULT_FILTER
-    rank_method: str = "self_confidence"
+    rank_method: str = DEFAULT_RANK_METHOD
 
     name: ClassVar[str] = "label_errors"
     description: ClassVar[str] = "Likely label errors (cleanlab confident learning on out-of-sample probabilities)"
@@ -61,9 +62,9 @@ class LabelErrors:
 
     def __post_init__(self) -> None:
         if self.filter_by not in FILTER_METHODS:
-            raise InputError(f"filter_by must be one of {', '.join(FILTER_METHODS)}; got {self.filter_by!r}.")
+            raise InputError(f"`filter_by` must be one of {', '.join(FILTER_METHODS)}; got {self.filter_by!r}.")
         if self.rank_method not in RANK_METHODS:
-            raise InputError(f"rank_method must be one of {', '.join(RANK_METHODS)}; got {self.rank_method!r}.")
+            raise InputError(f"`rank_method` must be one of {', '.join(RANK_METHODS)}; got {self.rank_method!r}.")
 
     def run(self, inputs: CheckInputs) -> CheckResult:
         from cleanlab.count import compute_confident_joint, estimate_latent

@@ -5,9 +5,9 @@ closer than ``relative_threshold`` (0.13) times the median nearest-neighbour dis
 adapts to how spread the embeddings are; an absolute cosine-distance ``threshold`` overrides it. Flagged samples
 within the threshold of each other form groups (connected components), e.g. three copies of one image.
 
-The neighbour search is exact: scikit-learn's brute-force ``NearestNeighbors`` on L2-normalised embeddings with the
-Euclidean metric (its chunked, BLAS-backed kernels), converted to cosine distance with ``d_cos = d_euc**2 / 2``.
-Queries run in blocks, so memory stays bounded; it is fine up to ~100k samples.
+The neighbour search is exact (``curation_checks.neighbours.cosine_neighbors``, shared with the outlier check):
+scikit-learn's brute-force ``NearestNeighbors`` on L2-normalised embeddings, in blocks of queries, so memory stays
+bounded; it is fine up to ~100k samples.
 """
 
 from __future__ import annotations
@@ -17,63 +17,14 @@ from typing import ClassVar
 
 import numpy as np
 
-from active_learning.errors import DataError, InputError
+from active_learning.errors import InputError
 from curation_checks.base import CheckInputs, CheckResult
+from curation_checks.neighbours import QUERY_BLOCK, cosine_neighbors, euclidean_to_cosine, normalised_embeddings
 
 MEDIAN_FLOOR = 1e-6  # cleanlab's EPSILON: keeps the relative threshold above 0 when most samples are copies
-QUERY_BLOCK = 4096  # query rows per neighbour search call
 #: A group larger than this is unlikely to be copies of one image: the summary counts such groups and the report
 #: says the embeddings may be too coarse to tell images apart (a weak model's embeddings put unrelated photos close).
 LARGE_GROUP = 10
-
-
-def normalised_embeddings(inputs: CheckInputs, check: str) -> np.ndarray:
-    """The embeddings, validated and scaled to unit L2 norm (all-zero rows stay zero)."""
-    if inputs.embeddings is None:
-        raise DataError(f"{check} needs embeddings: run `curation model` first.")
-    embeddings = np.asarray(inputs.embeddings)
-    if embeddings.dtype not in (np.float32, np.float64):
-        embeddings = embeddings.astype(np.float64)
-    n = len(inputs.sample_ids)
-    if embeddings.ndim != 2 or embeddings.shape[0] != n or embeddings.shape[1] == 0:
-        raise DataError(f"Expected one embedding vector per sample ({n} rows); got shape {embeddings.shape}.")
-    if n < 2:
-        raise DataError(f"{check} compares samples with each other: select at least 2 samples.")
-    if not np.isfinite(embeddings).all():
-        raise DataError("Some embeddings hold NaN or infinite values; recompute the model outputs.")
-    norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
-    return embeddings / np.where(norms > 0, norms, 1).astype(embeddings.dtype)
-
-
-def cosine_neighbors(unit: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Cosine distances and indices of the ``k`` nearest *other* rows of each row of ``unit`` (unit-norm rows).
-
-    A row is never its own neighbour, even when exact copies tie with it at distance 0.
-    """
-    from sklearn.neighbors import NearestNeighbors
-
-    n = len(unit)
-    if not 1 <= k <= n - 1:
-        raise DataError(f"Cannot take {k} neighbours among {n} samples.")
-    index = NearestNeighbors(n_neighbors=k + 1, metric="euclidean", algorithm="brute").fit(unit)
-    distances = np.empty((n, k), dtype=np.float64)
-    indices = np.empty((n, k), dtype=np.int64)
-    for start in range(0, n, QUERY_BLOCK):
-        stop = min(start + QUERY_BLOCK, n)
-        dist, idx = index.kneighbors(unit[start:stop], return_distance=True)
-        rows = np.arange(start, stop)
-        is_self = idx == rows[:, None]
-        # Drop the row itself; when copies pushed it out of the k+1 list, drop the farthest instead.
-        drop = np.where(is_self.any(axis=1), is_self.argmax(axis=1), k)
-        keep = np.ones_like(is_self)
-        keep[np.arange(len(rows)), drop] = False
-        distances[start:stop] = dist[keep].reshape(-1, k)
-        indices[start:stop] = idx[keep].reshape(-1, k)
-    return _euclidean_to_cosine(distances), indices
-
-
-def _euclidean_to_cosine(distances: np.ndarray) -> np.ndarray:
-    return np.clip(np.asarray(distances, dtype=np.float64) ** 2 / 2.0, 0.0, 2.0)
 
 
 @dataclass(frozen=True)
@@ -153,7 +104,7 @@ def _groups(unit: np.ndarray, flag: np.ndarray, nearest: np.ndarray, threshold: 
         rows = flagged[start:start + QUERY_BLOCK]
         dist, idx = index.radius_neighbors(unit[rows], radius=radius, return_distance=True)
         for row, row_dist, row_idx in zip(rows, dist, idx):
-            close = row_idx[(_euclidean_to_cosine(row_dist) < threshold) & (row_idx != row)]
+            close = row_idx[(euclidean_to_cosine(row_dist) < threshold) & (row_idx != row)]
             neighbours[int(row)] = np.union1d(close, [nearest[row]]).astype(np.int64)
     star = np.full(n, -1, dtype=np.int64)
     order = sorted(neighbours, key=lambda i: (-len(neighbours[i]), i))  # most-connected first, ties by index

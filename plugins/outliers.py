@@ -17,7 +17,8 @@ import numpy as np
 
 from active_learning.errors import InputError
 from curation_checks.base import CheckInputs, CheckResult
-from curation_checks.near_duplicates import cosine_neighbors, normalised_embeddings
+from curation_checks.neighbours import cosine_neighbors, normalised_embeddings
+from curation_checks.validation import check_int
 
 SCALE_FLOOR = 100 * np.finfo(np.float64).eps  # as cleanlab: the scale never reaches 0
 
@@ -36,8 +37,7 @@ class Outliers:
     field_prefix: ClassVar[str] = "outlier"
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.k, (int, np.integer)) and self.k >= 1):
-            raise InputError(f"k must be a positive integer; got {self.k!r}.")
+        check_int("k", self.k)
         if self.threshold is not None and not 0 <= self.threshold <= 1:
             raise InputError(f"threshold is a score in [0, 1]; got {self.threshold}.")
         if not self.iqr_multiplier >= 0:

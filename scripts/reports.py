@@ -13,7 +13,7 @@ def print_dataset(dataset) -> None:
 
 
 def print_model(summary) -> None:
-    from active_learning.trust import model_trust
+    from active_learning.model.trust import model_trust
 
     if summary.split == "predictions":
         print(f"Model outputs ({summary.run_key}): {summary.num_scored} samples from {summary.source}")
@@ -49,7 +49,7 @@ def print_check(result) -> None:
         print(f"Label errors: {summary['num_scored']} labeled samples scored (cleanlab {summary['filter_by']}, "
               f"ranked by {summary['rank_method']}).")
         print_flag_count(summary)
-        from curation_checks.pipelines import noise_pairs_table
+        from curation_checks.label_issues import noise_pairs_table
 
         pairs = noise_pairs_table(summary)
         if pairs:
@@ -61,7 +61,7 @@ def print_check(result) -> None:
 
 def print_flag_count(errors: dict) -> None:
     """The flag count and the trust verdict: below the bar the flags are not called likely label errors."""
-    from active_learning.trust import TrustVerdict
+    from active_learning.model.trust import TrustVerdict
 
     scored = max(errors["num_scored"], 1)
     share = f"{errors['num_issues']} ({100 * errors['num_issues'] / scored:.1f}%)"
@@ -82,18 +82,18 @@ def stored_source(dataset_name: str) -> str:
     """How the reused probabilities were made, in words, from the dataset's model run."""
     import fiftyone as fo
 
-    from active_learning.predictions import stored_model_config
+    from active_learning.model.model_run import load_model_run
 
-    config = stored_model_config(fo.load_dataset(dataset_name))
-    if not config:
+    run = load_model_run(fo.load_dataset(dataset_name))
+    if run is None:
         return "existing out-of-sample probabilities"
-    if config.get("out_of_sample") is False:
-        return f"existing probabilities, {config.get('probabilities', '')}"
-    return f"existing out-of-sample probabilities ({config.get('probabilities', '')})"
+    if not run.out_of_sample:
+        return f"existing probabilities, {run.probabilities}"
+    return f"existing out-of-sample probabilities ({run.probabilities})"
 
 
 def print_label_issues(dataset_name: str, report, top: int) -> None:
-    from curation_checks.pipelines import noise_pairs_table
+    from curation_checks.label_issues import noise_pairs_table
 
     errors = report.results["label_errors"].summary
     scored = errors["num_scored"]

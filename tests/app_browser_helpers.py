@@ -18,7 +18,7 @@ import urllib.error
 import urllib.request
 import warnings
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import pytest
 
@@ -238,3 +238,17 @@ def open_panel(page, steps: BrowserSteps, name: str, label: str, timeout_ms: int
         option.click()
         expect(page.locator(panel_tab(name))).to_contain_text(label, timeout=timeout_ms)
     return page.locator(panel_content(name))
+
+
+@contextlib.contextmanager
+def app_panel(playwright, app_url: str, prefix: str, app_log: Path, artifacts: Sequence[Path], name: str, label: str,
+              timeout_ms: int = PANEL_TIMEOUT_MS) -> Iterator[tuple]:
+    """Chromium on the App with the plugin's panel ``name`` open: yields ``(page, steps, panel)``.
+
+    ``artifacts`` are the screenshots this test writes; stale ones from an earlier run are removed first.
+    """
+    with chromium_page(playwright, timeout_ms) as page:
+        steps = BrowserSteps(page, prefix, app_log)
+        steps.clear_stale_artifacts(*artifacts)
+        open_app(page, steps, app_url)
+        yield page, steps, open_panel(page, steps, name, label, timeout_ms)

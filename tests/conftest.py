@@ -105,3 +105,15 @@ def run_cli(args: list[str], env: dict[str, str], timeout: float = 600) -> subpr
     """Run the installed ``curation`` console script and capture its output."""
     exe = Path(sys.executable).with_name("curation")
     return subprocess.run([str(exe), *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models on a shared 2-core machine: with one thread they avoid OpenMP waits that make them ~10x slower
+    when other processes hold the cores. Restored afterwards."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

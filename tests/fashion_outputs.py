@@ -34,7 +34,7 @@ def fashion_outputs(num_train: int = 3000, components: int = 40) -> Outputs:
     from sklearn.decomposition import PCA
     from sklearn.linear_model import LogisticRegression
 
-    from active_learning.idx import IMAGES_MAGIC, LABELS_MAGIC, read_idx
+    from active_learning.data.idx import IMAGES_MAGIC, LABELS_MAGIC, read_idx
 
     if not FASHION.is_dir():
         raise FileNotFoundError(f"{FASHION} is missing: the tests need ../shared/data beside the checkout")

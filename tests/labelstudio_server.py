@@ -27,6 +27,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from services import free_port, stop_process, wait_for_port
@@ -279,6 +280,48 @@ def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStud
         pytest.fail(failure, pytrace=False)
     yield server
     stop_all_label_studio()
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A Label Studio for a test: the in-memory fake or the session's real server, with the root it serves
+    local files from (the fake serves the same folder as the real one)."""
+
+    name: str
+    client: Any = field(repr=False)
+    local_files_root: Path
+
+
+def real_client(server: LabelStudioServer, timeout: float = 60) -> Any:
+    """The product's adapter, connected to ``server`` with its personal access token."""
+    from active_learning.label_studio.connection import LabelStudioSettings, connect
+
+    return connect(LabelStudioSettings(url=server.url, api_key=server.personal_access_token, timeout=timeout))
+
+
+def counting_imports(client: Any, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the client's bulk task imports (one entry per call: the number of tasks)."""
+    calls: list[int] = []
+    original = client.import_tasks
+
+    def spy(project_id: int, tasks: list) -> list[int]:
+        calls.append(len(tasks))
+        return original(project_id, tasks)
+
+    monkeypatch.setattr(client, "import_tasks", spy)
+    return calls
+
+
+@pytest.fixture(params=["fake", pytest.param("real", marks=pytest.mark.labelstudio)])
+def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Backend:
+    """The same test against the in-memory fake and against the real server (``labelstudio``-marked)."""
+    from active_learning.label_studio.fake import FakeLabelStudio
+
+    if request.param == "fake":
+        root = tmp_path_factory.getbasetemp()
+        return Backend("fake", FakeLabelStudio(local_files_root=str(root)), root)
+    server = request.getfixturevalue("label_studio")
+    return Backend("real", real_client(server), server.local_files_root)
 
 
 @pytest.fixture

@@ -18,8 +18,7 @@ from typing import Iterator
 
 import pytest
 
-from app_browser_helpers import (ARTIFACTS, PANEL_TIMEOUT_MS, BrowserSteps, chromium_page, open_app, open_panel,
-                                 require_chromium, serve_app)
+from app_browser_helpers import ARTIFACTS, PANEL_TIMEOUT_MS, app_panel, require_chromium, serve_app
 
 pytestmark = pytest.mark.labelstudio
 
@@ -39,9 +38,9 @@ def _local_files_root(label_studio, monkeypatch):
 @pytest.fixture
 def loop_dataset(label_studio, dataset_name, tmp_path):
     """Digits with a pool; round 0 done (simulated), round 1 pushed and waiting for annotators."""
-    from active_learning.importers import import_dataset
-    from active_learning.label_studio import LabelStudioSettings, connect
-    from active_learning.loop import LoopConfig, init_loop, run_round
+    from active_learning.data.importers import import_dataset
+    from active_learning.label_studio.connection import LabelStudioSettings, connect
+    from active_learning.loop.rounds import LoopConfig, init_loop, run_round
 
     dataset = import_dataset(dataset_name, None, pool_fraction=0.6, progress=False,
                              media_dir=str(tmp_path / "media"))
@@ -77,7 +76,7 @@ def app_url(loop_dataset, label_studio) -> Iterator[str]:
 def test_active_learning_panel_shows_the_curve_and_ingests(app_url: str, loop_dataset, label_studio) -> None:
     from playwright.sync_api import expect, sync_playwright
 
-    from active_learning.loop import simulate_annotations
+    from active_learning.loop.rounds import simulate_annotations
     from curation_app.active_learning_panel import active_learning_data
 
     require_chromium()
@@ -87,11 +86,8 @@ def test_active_learning_panel_shows_the_curve_and_ingests(app_url: str, loop_da
     assert expected["traces"][0]["x"] == [INITIAL]
     wait = PANEL_TIMEOUT_MS
 
-    with sync_playwright() as playwright, chromium_page(playwright, wait) as page:
-        steps = BrowserSteps(page, PREFIX, APP_LOG)
-        steps.clear_stale_artifacts(SCREENSHOT)
-        open_app(page, steps, app_url)
-        panel = open_panel(page, steps, "active_learning", "Active learning")
+    with sync_playwright() as playwright, app_panel(playwright, app_url, PREFIX, APP_LOG, (SCREENSHOT,), "active_learning",
+                                                    "Active learning", wait) as (page, steps, panel):
         plot = panel.locator(".js-plotly-plot")
         table = panel.locator("table").first
 

@@ -21,11 +21,10 @@ from urllib.parse import quote
 
 import pytest
 
-from app_browser_helpers import (ARTIFACTS, PANEL_TIMEOUT_MS, BrowserSteps, chromium_page, open_app, open_panel,
-                                 require_chromium, serve_app)
+from app_browser_helpers import ARTIFACTS, PANEL_TIMEOUT_MS, app_panel, open_panel, require_chromium, serve_app
 from test_app_label_issues import GRID_COUNT, scroll_panel_to
 from test_bias import shapes  # noqa: F401  (fixture)
-from test_drift_report import _fashion_dataset, build, STANDARD
+from test_drift_report import fashion_dataset, build, STANDARD
 
 PREFIX = "bias_drift"
 BIAS_SCREENSHOT = ARTIFACTS / "bias_panel.png"
@@ -39,13 +38,13 @@ MOST_DRIFTED = 100  # what the panel's Show shows at most (curation_app.drift_pa
 @pytest.fixture
 def reports(shapes, dataset_name, tmp_path):  # noqa: F811
     """The bias dataset with its report and a second dataset with its drift report."""
-    from curation_checks.bias_report import compute_bias
-    from curation_checks.drift_report import compute_drift
+    from curation_checks.bias.report import compute_bias
+    from curation_checks.drift.report import compute_drift
 
     bias_report = compute_bias(shapes, n_groups=3)
     drifting = build(f"{dataset_name}-drift", tmp_path / "drift-media", STANDARD)
     drift_report = compute_drift(drifting, "tag:reference", "batch:batch_id", n_permutations=100)
-    fashion = _fashion_dataset(f"{dataset_name}-fashion", tmp_path / "fashion-media")
+    fashion = fashion_dataset(f"{dataset_name}-fashion", tmp_path / "fashion-media")
     compute_drift(fashion, "tag:reference", "batch:batch_id", n_permutations=50)
     yield shapes, bias_report, drifting, drift_report, fashion
     drifting.delete()
@@ -64,7 +63,7 @@ def test_bias_and_drift_panels(app_url: str, reports) -> None:
 
     from curation_app.bias_panel import bias_panel_data
     from curation_app.drift_panel import drift_panel_data
-    from curation_checks.bias_report import slice_view
+    from curation_checks.bias.report import slice_view
 
     require_chromium()
     bias_dataset, bias_report, drift_dataset, drift_report, fashion = reports
@@ -76,11 +75,8 @@ def test_bias_and_drift_panels(app_url: str, reports) -> None:
     assert drift["batch_names"] == ["1", "2", "3", "10"] and drift_report.drifted_batches == ["2", "10"]
     wait = PANEL_TIMEOUT_MS
 
-    with sync_playwright() as playwright, chromium_page(playwright, wait) as page:
-        steps = BrowserSteps(page, PREFIX, APP_LOG)
-        steps.clear_stale_artifacts(BIAS_SCREENSHOT, DRIFT_SCREENSHOT, INTERVALS_SCREENSHOT, HEATMAP_SCREENSHOT)
-        open_app(page, steps, app_url)
-        panel = open_panel(page, steps, "bias", "Bias")
+    with sync_playwright() as playwright, app_panel(playwright, app_url, PREFIX, APP_LOG, (BIAS_SCREENSHOT, DRIFT_SCREENSHOT, INTERVALS_SCREENSHOT, HEATMAP_SCREENSHOT,), "bias",
+                                                    "Bias", wait) as (page, steps, panel):
         plots = panel.locator(".js-plotly-plot")
 
         with steps.step("the Bias summary, buttons and four charts show"):

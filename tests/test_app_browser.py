@@ -14,8 +14,7 @@ from typing import Iterator
 
 import pytest
 
-from app_browser_helpers import (ARTIFACTS, PANEL_TIMEOUT_MS, BrowserSteps, chromium_page, open_app, open_panel,
-                                 require_chromium, serve_app)
+from app_browser_helpers import ARTIFACTS, PANEL_TIMEOUT_MS, app_panel, require_chromium, serve_app
 
 PREFIX = "curation_overview"
 SCREENSHOT = ARTIFACTS / f"{PREFIX}_panel.png"
@@ -25,7 +24,7 @@ APP_LOG = ARTIFACTS / f"{PREFIX}_app.log"
 @pytest.fixture
 def curated_dataset(dataset_name: str):
     """The digits with one check recorded: the panel has bars for train and test and two runs to list."""
-    from active_learning.importers import import_dataset
+    from active_learning.data.importers import import_dataset
     from curation_checks.io import run_check
 
     dataset = import_dataset(dataset_name, None, progress=False)
@@ -52,11 +51,8 @@ def test_curation_overview_panel_renders_chart_and_runs(app_url: str, curated_da
     assert [r["key"] for r in expected["runs"]] == ["check_class_balance", "curation_import"]
     wait = PANEL_TIMEOUT_MS
 
-    with sync_playwright() as playwright, chromium_page(playwright, wait) as page:
-        steps = BrowserSteps(page, PREFIX, APP_LOG)
-        steps.clear_stale_artifacts(SCREENSHOT)
-        open_app(page, steps, app_url)
-        panel = open_panel(page, steps, "curation_overview", "Curation overview")
+    with sync_playwright() as playwright, app_panel(playwright, app_url, PREFIX, APP_LOG, (SCREENSHOT,), "curation_overview",
+                                                    "Curation overview", wait) as (page, steps, panel):
 
         plot = panel.locator(".js-plotly-plot").first
         bars = plot.locator("g.trace.bars g.point path")

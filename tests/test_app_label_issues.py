@@ -58,9 +58,9 @@ def planted_images(dataset_name: str, tmp_path: Path):
     import fiftyone as fo
     from PIL import Image, ImageDraw
 
-    from active_learning.predictions import DEFAULT_RUN_KEY
-    from active_learning.runs import record_run
-    from curation_checks.pipelines import find_label_issues
+    from active_learning.model.outputs import DEFAULT_RUN_KEY
+    from active_learning.store.runs import record_run
+    from curation_checks.label_issues import find_label_issues
 
     rng = np.random.default_rng(0)
     labels = [CLASSES[i % 3] for i in range(NUM_SAMPLES)]
@@ -335,7 +335,7 @@ def weak_model_images(dataset_name: str, tmp_path: Path):
     import fiftyone as fo
     from PIL import Image
 
-    from curation_checks.pipelines import find_label_issues
+    from curation_checks.label_issues import find_label_issues
 
     rng = np.random.default_rng(3)
     labels = [CLASSES[i % 3] for i in range(NUM_SAMPLES)]

@@ -47,8 +47,8 @@ def test_lite0_features_are_pretrained(lite0_weights, photo_tree: Path) -> None:
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import cross_val_score
 
-    from active_learning.backbones import backbone_features, build_backbone, efficientnet_lite0
-    from active_learning.images import load_images
+    from active_learning.model.backbones import backbone_features, build_backbone, efficientnet_lite0
+    from active_learning.data.images import load_images
 
     paths = sorted(str(p) for p in photo_tree.rglob("*.jpg"))
     labels = np.asarray([CLASSES.index(Path(p).parent.name) for p in paths])
@@ -74,7 +74,7 @@ def test_backbone_weights_that_do_not_fit_are_refused(tmp_path: Path) -> None:
     import torch
     import torchvision
 
-    from active_learning.backbones import build_backbone
+    from active_learning.model.backbones import build_backbone
     from active_learning.errors import InputError, ModelError
 
     resnet = tmp_path / "resnet18.pt"

@@ -193,7 +193,7 @@ def _wide_image(mode: str, values: np.ndarray) -> Image.Image:
 
 @pytest.mark.parametrize("mode, full_scale", [("I;16", 65535), ("I;16B", 65535), ("I", 65535), ("F", 1.0)])
 def test_wide_modes_scale_to_8_bits(mode, full_scale):
-    from active_learning.images import to_8bit, to_rgb
+    from active_learning.data.images import to_8bit, to_rgb
 
     levels = np.linspace(0, full_scale, 16).reshape(4, 4)
     image = _wide_image(mode, levels)
@@ -210,7 +210,7 @@ def test_wide_modes_scale_to_8_bits(mode, full_scale):
 
 
 def test_wide_modes_clip_out_of_range_values():
-    from active_learning.images import to_8bit
+    from active_learning.data.images import to_8bit
 
     floats = _wide_image("F", np.array([[-0.5, 0.0, 0.5, 2.0]]))
     np.testing.assert_array_equal(np.asarray(to_8bit(floats)), [[0, 0, 128, 255]])
@@ -221,7 +221,7 @@ def test_wide_modes_clip_out_of_range_values():
 
 
 def test_16_bit_png_folder_imports_and_decodes_without_clipping(dataset_name, cli_env, tmp_path):
-    from active_learning.images import arrays_to_model_input, load_images
+    from active_learning.data.images import arrays_to_model_input, load_images
 
     root = tmp_path / "scans"
     expected = {}

@@ -2,7 +2,8 @@
 
 Datasets are real PNG files with planted model outputs (no training): ``shapes`` from tests/test_bias.py (dark images
 misclassified) and ``standard`` from tests/test_drift_report.py (drift planted in two of four batches). The panels
-themselves are driven in the browser by tests/test_app_bias_drift.py.
+themselves are driven in the browser by tests/test_app_bias_drift.py. ``modelled_digits`` has a real (tiny) model
+run: the operator and ``curation bias`` must fill and score the same samples (issue 17).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ def test_bias_operator_and_panel_data(shapes) -> None:  # noqa: F811
     import fiftyone.operators as foo
 
     from curation_app.bias_panel import bias_panel_data
-    from curation_checks.bias_report import slice_view
+    from curation_checks.bias.report import slice_view
 
     assert bias_panel_data(shapes) is None, "no run yet: the panel shows its empty state"
     result = foo.execute_operator(f"{PLUGIN}/compute_bias", ctx={"dataset": shapes.name, "params": {}},
@@ -73,7 +74,7 @@ def test_drift_operator_and_panel_data(standard) -> None:  # noqa: F811
     import fiftyone.operators as foo
 
     from curation_app.drift_panel import drift_panel_data
-    from curation_checks.drift_report import load_drift_report, most_drifted_view
+    from curation_checks.drift.report import load_drift_report, most_drifted_view
 
     assert drift_panel_data(standard) is None
     params = {"reference": "tag:reference", "target": "batch:batch_id", "n_permutations": 100, "fill": False}
@@ -109,6 +110,85 @@ def test_drift_operator_refuses_bad_views(standard) -> None:  # noqa: F811
     assert not error_views(ok)
 
 
+@pytest.fixture
+def modelled_digits(dataset_name):
+    """Digits with a real model run on 120 train samples; 60 more labelled samples (tag ``bias`` on all 180) have
+    no model outputs, as samples labelled after the last ``curation model`` have."""
+    import torch
+
+    from active_learning.data.importers import import_dataset
+    from active_learning.model.fixed import Recipe
+    from active_learning.model.outputs import compute_model_outputs
+
+    dataset = import_dataset(dataset_name, None, progress=False)
+    ids = dataset.match_tags("train").values("id")
+    trained, later = ids[:120], ids[120:180]
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        compute_model_outputs(dataset.select(trained), folds=2, recipe=Recipe(epochs=1, batch_size=32), device="cpu")
+        dataset.select(trained + later).tag_samples("bias")
+        yield dataset, later
+    finally:
+        torch.set_num_threads(previous)
+
+
+def test_the_operator_and_the_cli_fill_and_score_the_same_samples(modelled_digits, capsys) -> None:
+    """Issue 17: `curation bias` filled missing model outputs first and the App's Compute bias did not, so the two
+    scored different samples. Both now call ``run_bias``."""
+    import fiftyone.operators as foo
+
+    from curation_checks.bias.report import compute_bias, load_bias_report
+    from curation_cli.cli import main
+
+    dataset, later = modelled_digits
+    view = dataset.match_tags("bias")
+    assert compute_bias(view, image_stats=False).num_scored == 120, "without the fill step the 60 are not scored"
+
+    def scored() -> tuple[set, dict]:
+        report = load_bias_report(dataset)
+        return set(view.exists("bias_group").values("id")), report.metrics.to_dict()
+
+    def forget_filled_outputs() -> None:
+        dataset.select(later).set_values("model_probs", [None] * len(later))
+        dataset.select(later).set_values("model_embedding", [None] * len(later))
+
+    result = foo.execute_operator(f"{PLUGIN}/compute_bias", ctx={"view": view, "params": {
+        "label_field": "ground_truth", "image_stats": False}}, request_delegation=False)
+    assert result.error is None, result.error
+    assert result.result["num_scored"] == 180 and result.result["num_filled"] == 60
+    by_operator, operator_metrics = scored()
+
+    forget_filled_outputs()
+    assert main(["bias", dataset.name, "--tag", "bias", "--no-image-stats", "--device", "cpu"]) == 0
+    assert "Computed the final model's outputs for 60 samples" in capsys.readouterr().out
+    by_cli, cli_metrics = scored()
+    assert by_cli == by_operator == set(view.values("id"))
+    assert cli_metrics == operator_metrics
+    assert load_bias_report(dataset).num_filled == 60
+
+
+def test_the_forms_default_to_the_library_defaults(shapes) -> None:  # noqa: F811
+    """One source of defaults: the operators' forms and the CLI's options both take them from the settings."""
+    from curation_checks.bias.settings import BIAS_DEFAULTS
+    from curation_checks.drift.settings import DRIFT_DEFAULTS
+    from curation_cli.cli import build_parser
+
+    bias_form = resolve_inputs(f"{PLUGIN}/compute_bias", shapes.name).type.properties
+    drift_form = resolve_inputs(f"{PLUGIN}/compute_drift", shapes.name).type.properties
+    bias_cli = build_parser().parse_args(["bias", shapes.name])
+    drift_cli = build_parser().parse_args(["drift", shapes.name, "--reference", "tag:r", "--target", "tag:t"])
+    for name, cli_name in (("min_size", "min_size"), ("crosses", None), ("image_stats", None)):
+        assert bias_form[name].default == getattr(BIAS_DEFAULTS, name)
+        assert cli_name is None or getattr(bias_cli, cli_name) == getattr(BIAS_DEFAULTS, name)
+    assert (bias_cli.alpha, bias_cli.groups, bias_cli.seed) == (BIAS_DEFAULTS.alpha, BIAS_DEFAULTS.n_groups,
+                                                                 BIAS_DEFAULTS.random_state)
+    for name, cli_name in (("n_permutations", "permutations"), ("alpha", "alpha"), ("ood_metric", "ood_metric")):
+        assert drift_form[name].default == getattr(DRIFT_DEFAULTS, name) == getattr(drift_cli, cli_name)
+    assert bias_form["fill"].default is drift_form["fill"].default is True
+    assert not bias_cli.no_fill and not drift_cli.no_fill
+
+
 def test_interval_chart_tick_labels_fit() -> None:
     from curation_app.bias_panel import TICK_LINE_CHARS, tick_label
 
@@ -122,7 +202,7 @@ def test_interval_chart_tick_labels_fit() -> None:
 
 def test_overview_names_the_drift_figures(standard) -> None:  # noqa: F811
     from curation_app.overview_panel import named_figures, overview_data
-    from curation_checks.drift_report import compute_drift
+    from curation_checks.drift.report import compute_drift
 
     compute_drift(standard, "tag:reference", "batch:batch_id", n_permutations=100)
     figures = {r["key"]: r["figures"] for r in overview_data(standard)["runs"]}["drift"]

@@ -12,11 +12,10 @@ from hypothesis import strategies as st
 import fiftyone as fo
 
 from active_learning.errors import DataError
-from active_learning.runs import load_run
+from active_learning.store.runs import load_run
 from curation_checks.base import CheckInputs
-from curation_checks.class_balance import ClassBalance
+from curation_checks.class_balance import ClassBalance, imbalance_ratio
 from curation_checks.io import run_check
-from curation_checks.registry import available_checks, get_check
 
 
 def _inputs(labels, classes=("a", "b", "c")) -> CheckInputs:
@@ -39,11 +38,24 @@ def test_worked_example() -> None:
     np.testing.assert_allclose(frequency, [1, 1, 1, 1, 0.5, np.nan, 0.5, 0.25, np.nan])
 
 
-def test_missing_class_makes_the_ratio_infinite() -> None:
+def test_a_missing_class_is_listed_not_divided_by() -> None:
     summary = ClassBalance().run(_inputs([0, 0, 1])).summary
     assert summary["counts"] == {"a": 2, "b": 1, "c": 0}
     assert summary["missing_classes"] == ["c"] and "c" in summary["rare_classes"]
-    assert math.isinf(summary["imbalance_ratio"])
+    assert summary["imbalance_ratio"] == 2.0
+
+
+def test_one_imbalance_definition_for_the_check_and_the_bias_report() -> None:
+    """Counts [50, 10, 0]: largest / smallest non-zero = 5.0 in both, the empty class listed apart (issue 17)."""
+    from curation_checks.bias.distribution import class_distribution
+
+    assert imbalance_ratio([50, 10, 0]) == 5.0 and math.isnan(imbalance_ratio([0, 0]))
+    labels = [0] * 50 + [1] * 10
+    summary = ClassBalance().run(_inputs(labels)).summary
+    distribution = class_distribution(labels, ("a", "b", "c"))
+    assert summary["imbalance_ratio"] == distribution.imbalance_ratio == 5.0
+    assert summary["missing_classes"] == list(distribution.missing_classes) == ["c"]
+    assert distribution.to_dict()["imbalance_ratio"] == 5.0
 
 
 @settings(max_examples=200, deadline=None)
@@ -61,8 +73,9 @@ def test_invariants(case) -> None:
     assert list(summary["counts"]) == list(classes)
     assert counts.sum() == summary["num_labeled"] == labeled.sum()
     assert summary["num_unlabeled"] == (~labeled).sum()
+    present = counts[counts > 0]
+    assert summary["imbalance_ratio"] == pytest.approx(present.max() / present.min())
     assert summary["imbalance_ratio"] >= 1.0
-    assert math.isinf(summary["imbalance_ratio"]) == bool(summary["missing_classes"])
     assert summary["missing_classes"] == [c for c, n in zip(classes, counts) if n == 0]
     assert set(summary["missing_classes"]) <= set(summary["rare_classes"]) or rare_fraction == 0
     assert all(summary["counts"][c] < rare_fraction * counts.max() for c in summary["rare_classes"])
@@ -106,14 +119,6 @@ def test_refuses_inputs_without_labels() -> None:
         ClassBalance().run(CheckInputs(("x",), ("a", "b")))
 
 
-def test_registry() -> None:
-    assert "class_balance" in available_checks()
-    check = get_check("class_balance", rare_fraction=0.5)
-    assert isinstance(check, ClassBalance) and check.rare_fraction == 0.5 and check.requires == ("labels",)
-    with pytest.raises(DataError, match="Unknown check 'nope'; available: .*class_balance"):
-        get_check("nope")
-
-
 # -- over a dataset ------------------------------------------------------------------------------------------
 @pytest.fixture
 def animals(dataset_name: str):
@@ -147,7 +152,7 @@ def test_run_check_writes_field_and_run(animals) -> None:
     assert config["params"] == {"rare_fraction": 0.25}
     stored = results["summary"]
     assert stored["counts"] == summary["counts"] and stored["rare_classes"] == ["fox", "owl"]
-    assert math.isinf(stored["imbalance_ratio"])  # survives the round trip through MongoDB
+    assert stored["imbalance_ratio"] == 5.0  # cat 15 / fox 3; the empty owl is listed, not divided by
 
 
 def test_run_check_on_a_view_with_reference(animals) -> None:
@@ -185,7 +190,7 @@ def test_run_check_refusals(animals) -> None:
 def test_digits_class_balance(dataset_name: str) -> None:
     from sklearn.datasets import load_digits
 
-    from active_learning.importers import import_dataset
+    from active_learning.data.importers import import_dataset
 
     dataset = import_dataset(dataset_name, None, progress=False)
     result = run_check(dataset, "class_balance")

@@ -1,4 +1,4 @@
-"""Crash safety of writes (issue 16): kill -9 at named pause points (active_learning.faults), then rerun.
+"""Crash safety of writes (issue 16): kill -9 at named pause points (active_learning.store.faults), then rerun.
 
 Real components: the ``curation`` CLI and worker processes against the test session's MongoDB, real tiny torch
 training on a few generated PNGs. A process is stopped with ``CURATION_TEST_PAUSE_AT`` at a pause point, killed
@@ -20,12 +20,13 @@ from pathlib import Path
 
 import pytest
 
-from active_learning.faults import MARKER_VARIABLE, PAUSE_VARIABLE
-from active_learning.label_history import HISTORY_FIELD, REVIEW_STATUS_FIELD, queue_for_review
-from active_learning.ls_bridge import PROVENANCE_FIELD, CompletedTask, Vote, ingest
-from active_learning.model import FixedModel, file_sha256
-from active_learning.predictions import DEFAULT_RUN_KEY, checkpoint_dir, load_model
-from active_learning.runs import load_run
+from active_learning.store.faults import MARKER_VARIABLE, PAUSE_VARIABLE
+from active_learning.store.label_history import HISTORY_FIELD, REVIEW_STATUS_FIELD, queue_for_review
+from active_learning.label_studio.completed import CompletedTask, Vote
+from active_learning.label_studio.ingest import PROVENANCE_FIELD, ingest
+from active_learning.model.fixed import FixedModel, file_sha256
+from active_learning.model.outputs import DEFAULT_RUN_KEY, checkpoint_dir, load_model
+from active_learning.store.runs import load_run
 from conftest import REPO_ROOT, run_cli
 
 CLASSES = ["cat", "dog", "fox"]
@@ -60,7 +61,7 @@ def kill_9(proc: subprocess.Popen) -> None:
     assert proc.wait(timeout=30) == -signal.SIGKILL
 
 
-LEASE_SECONDS = 2.0  # a killed command's writer lease (active_learning.lease) runs out this soon in these tests
+LEASE_SECONDS = 2.0  # a killed command's writer lease (active_learning.store.lease) runs out this soon in these tests
 
 
 @pytest.fixture
@@ -152,7 +153,7 @@ def test_kill_9_between_checkpoint_save_and_run_record_keeps_the_recorded_model(
 RETRAIN_WORKER = """
 import sys
 import fiftyone as fo
-from active_learning.loop import LoopConfig, RoundState, step_retrain
+from active_learning.loop.rounds import LoopConfig, RoundState, step_retrain
 dataset = fo.load_dataset(sys.argv[1])
 config = LoopConfig(label_field="ground_truth", eval_field="ground_truth", epochs=1, min_steps=0)
 step_retrain(dataset, config, RoundState(index=0), sorted(dataset.distinct("ground_truth.label")))
@@ -163,7 +164,7 @@ def test_retrain_killed_after_its_checkpoint_is_saved_resumes_with_one_recorded_
         dataset_name, cli_env, tmp_path):
     import fiftyone as fo
 
-    from active_learning.loop import LoopConfig, list_rounds, round_key, step_retrain
+    from active_learning.loop.rounds import LoopConfig, list_rounds, round_key, step_retrain
 
     folder = write_images(tmp_path / "images")
     assert run_cli(["import", "--name", dataset_name, "--data", str(folder)], cli_env).returncode == 0
@@ -203,7 +204,8 @@ def test_retrain_killed_after_its_checkpoint_is_saved_resumes_with_one_recorded_
 INGEST_WORKER = """
 import json, sys
 import fiftyone as fo
-from active_learning.ls_bridge import CompletedTask, Vote, ingest
+from active_learning.label_studio.completed import CompletedTask, Vote
+from active_learning.label_studio.ingest import ingest
 dataset = fo.load_dataset(sys.argv[1])
 tasks = [CompletedTask(**{**t, "votes": tuple(Vote(**v) for v in t["votes"])}) for t in json.loads(sys.argv[2])]
 ingest(dataset, tasks, "ground_truth", 0, int(sys.argv[3]))

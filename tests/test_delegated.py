@@ -39,7 +39,7 @@ def _queue_and_work(operator: str, dataset, params: dict, env: dict, cwd) -> obj
 
 
 def test_compute_drift_runs_in_a_delegated_worker(standard, cli_env, tmp_path) -> None:  # noqa: F811
-    from curation_checks.drift_report import RUN_KEY, load_drift_report
+    from curation_checks.drift.report import RUN_KEY, load_drift_report
 
     params = {"reference": "tag:reference", "target": "batch:batch_id", "n_permutations": 50, "fill": False}
     assert RUN_KEY not in standard.list_runs()
@@ -53,7 +53,7 @@ def test_compute_drift_runs_in_a_delegated_worker(standard, cli_env, tmp_path) -
 
 
 def test_compute_bias_runs_in_a_delegated_worker(shapes, cli_env, tmp_path) -> None:  # noqa: F811
-    from curation_checks.bias_report import RUN_KEY, load_bias_report
+    from curation_checks.bias.report import RUN_KEY, load_bias_report
 
     assert RUN_KEY not in shapes.list_runs()
     done = _queue_and_work("compute_bias", shapes, {"label_field": "ground_truth"}, cli_env, tmp_path)

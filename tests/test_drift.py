@@ -1,4 +1,4 @@
-"""Drift statistics (``curation_checks.drift``): pure functions on synthetic arrays with planted shifts."""
+"""Drift statistics (``curation_checks.drift.stats``): pure functions on synthetic arrays with planted shifts."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from active_learning.errors import DataError, InputError
-from curation_checks.drift import (MIN_SAMPLES, KSResult, LabelShiftResult, MMDResult, ks_bbsd,
+from curation_checks.drift.stats import (MIN_SAMPLES, KSResult, LabelShiftResult, MMDResult, ks_bbsd,
                                    label_shift_estimate, mmd_test, ood_scores, ood_threshold)
 
 CENTRES = np.array([[0.0, 0.0], [2.0, 0.0], [0.0, 2.0]])  # class means of the synthetic 3-class problem
@@ -170,7 +170,7 @@ def test_ood_scores_rank_planted_far_points_highest() -> None:
 
 
 def test_ood_scores_blocked_matches_direct(monkeypatch: pytest.MonkeyPatch) -> None:
-    import curation_checks.drift as drift
+    import curation_checks.neighbours as neighbours
 
     rng = np.random.default_rng(9)
     reference, target = rng.normal(size=(40, 6)), rng.normal(size=(30, 6))
@@ -178,7 +178,7 @@ def test_ood_scores_blocked_matches_direct(monkeypatch: pytest.MonkeyPatch) -> N
     unit_target = target / np.linalg.norm(target, axis=1, keepdims=True)
     distances = 1 - unit_target @ unit_reference.T
     expected = np.sort(distances, axis=1)[:, :3].mean(axis=1)
-    monkeypatch.setattr(drift, "BLOCK_ELEMENTS", 7 * 40)  # 7 query rows per block
+    monkeypatch.setattr(neighbours, "BLOCK_ELEMENTS", 7 * 40)  # 7 query rows per block
     np.testing.assert_allclose(ood_scores(reference, target, k=3), expected, atol=1e-12)
     # leave-one-out: a row is never its own neighbour
     self_distances = 1 - unit_reference @ unit_reference.T

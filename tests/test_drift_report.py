@@ -1,4 +1,4 @@
-"""Drift over FiftyOne views (``curation_checks.drift_report``) against the real MongoDB.
+"""Drift over FiftyOne views (``curation_checks.drift.report``) against the real MongoDB.
 
 Samples are real PNG files; their ``model_embedding`` / ``model_probs`` are set directly from a synthetic 3-class
 problem with shifts planted in some batches only (one test uses the fixed model's real outputs on digits).
@@ -15,11 +15,12 @@ import pytest
 import fiftyone as fo
 
 from active_learning.errors import DataError, InputError
-from active_learning.runs import load_run
-from curation_checks.drift import MIN_SAMPLES
-from curation_checks.drift_report import (
-    BATCH_FIELD, FLAG_FIELD, RUN_KEY, SCORE_FIELD, DriftReport, ViewSpec, compute_drift, fill_model_outputs,
-    format_drift_report, load_drift_report, most_drifted_view, parse_view_spec, resolve_views)
+from active_learning.store.runs import load_run
+from curation_checks.drift.stats import MIN_SAMPLES
+from curation_checks.drift.report import (
+    BATCH_FIELD, FLAG_FIELD, RUN_KEY, SCORE_FIELD, DriftReport, ViewSpec, compute_drift, format_drift_report,
+    load_drift_report, most_drifted_view, parse_view_spec, resolve_views)
+from curation_checks.model_outputs import fill_model_outputs
 
 CLASSES = ["a", "b", "c"]
 CENTRES = np.array([[0.0, 0.0], [2.0, 0.0], [0.0, 2.0]])
@@ -334,9 +335,9 @@ def test_real_model_outputs_on_digits(dataset_name, tmp_path) -> None:
     import torch
     from PIL import Image
 
-    from active_learning.importers import import_dataset
-    from active_learning.model import Recipe
-    from active_learning.predictions import compute_model_outputs
+    from active_learning.data.importers import import_dataset
+    from active_learning.model.fixed import Recipe
+    from active_learning.model.outputs import compute_model_outputs
     from fiftyone import ViewField as F
 
     dataset = import_dataset(dataset_name, None, progress=False)
@@ -408,7 +409,7 @@ def test_euclidean_ood_metric_is_used_recorded_and_reloaded(standard) -> None:
 
 
 # -- the label-shift verdict on a real classifier (issue 15: "Shirt 0.10 -> 0.30" for an unshifted batch) ----------
-def _fashion_dataset(name: str, folder: Path) -> fo.Dataset:
+def fashion_dataset(name: str, folder: Path) -> fo.Dataset:
     """Fashion-MNIST test images as PNGs with a real classifier's outputs: a 2,000-image reference, two unshifted
     batches of 300 drawn at random from the same test set, and a batch of 500 with Shirt planted at 30%."""
     from PIL import Image
@@ -441,7 +442,7 @@ def _fashion_dataset(name: str, folder: Path) -> fo.Dataset:
 
 
 def test_prior_change_is_called_out_only_when_significant_on_fashion_mnist(dataset_name, tmp_path) -> None:
-    dataset = _fashion_dataset(dataset_name, tmp_path / "fashion")
+    dataset = fashion_dataset(dataset_name, tmp_path / "fashion")
     report = compute_drift(dataset, "tag:reference", "batch:batch_id", n_permutations=50)
     by_name = {b.name: b for b in report.batches}
     assert list(by_name) == ["1", "2", "3-shirt"]

@@ -1,4 +1,4 @@
-"""IDX reading (active_learning.idx) on the real MNIST / Fashion-MNIST files and on damaged copies of them."""
+"""IDX reading (active_learning.data.idx) on the real MNIST / Fashion-MNIST files and on damaged copies of them."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from active_learning.errors import CurationError, InputError
-from active_learning.idx import (FASHION_MNIST_CLASSES, IMAGES_MAGIC, LABELS_MAGIC, idx_class_names, read_idx,
+from active_learning.data.idx import (FASHION_MNIST_CLASSES, IMAGES_MAGIC, LABELS_MAGIC, idx_class_names, read_idx,
                                  read_idx_pair)
 
 
@@ -182,7 +182,7 @@ def test_class_names_cover_every_label(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"labels go up to 200, but 190 label value\(s\) below that never occur"):
         idx_class_names(tmp_path, None, _labels(*range(10), 200))
     with pytest.raises(InputError, match=r"holds label 200 \(sample 10\) but only 10 class names are known, from "
-                                         r"--classes: labels must lie in 0..9"):
+                                         r"`classes`: labels must lie in 0..9"):
         idx_class_names(tmp_path, [str(i) for i in range(10)], _labels(*range(10), 200))
     with pytest.raises(InputError, match="must be unique and not empty; repeated: a"):
         idx_class_names(tmp_path, ["a", "b", "a"], _labels(0, 1))

@@ -1,4 +1,4 @@
-"""Import (active_learning.importers.import_dataset) into the real MongoDB: every source kind, idempotency,
+"""Import (active_learning.data.importers.import_dataset) into the real MongoDB: every source kind, idempotency,
 name clashes, and bad input that must leave nothing behind."""
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from PIL import Image
 import fiftyone as fo
 
 from active_learning.errors import DatasetExistsError, InputError
-from active_learning.idx import read_idx_pair
-from active_learning.importers import FASHION_MNIST_CLASSES, IMPORT_RUN_KEY, LABEL_FIELD, import_dataset
-from active_learning.runs import load_run
+from active_learning.data.idx import read_idx_pair
+from active_learning.data.importers import FASHION_MNIST_CLASSES, IMPORT_RUN_KEY, LABEL_FIELD, import_dataset
+from active_learning.store.runs import load_run
 
 COLORS = {"cat": (200, 40, 40), "dog": (40, 200, 40), "fox": (40, 40, 200)}
 
@@ -611,7 +611,7 @@ def test_same_export_again_with_missing_files_says_so(dataset_name: str, tmp_pat
 
 
 def test_dataset_names_are_checked_before_anything_is_written(tmp_path: Path) -> None:
-    from active_learning.import_commit import validate_dataset_name
+    from active_learning.data.import_commit import validate_dataset_name
 
     for good in ("mnist", "My photos 2024", "cifar10_train-v2", "fashion.mnist"):
         assert validate_dataset_name(good) == good
@@ -663,7 +663,7 @@ def test_a_name_taken_by_another_writer_meanwhile_is_refused_at_the_atomic_renam
     """A writer that bypasses the lease (a notebook's ``fo.Dataset(name)``) takes the name while the import runs:
     the import's final rename fails (dataset names are unique in MongoDB), the intruder's dataset is kept and the
     import leaves nothing behind."""
-    from active_learning import import_commit, importers
+    from active_learning.data import import_commit, importers
 
     _class_tree(tmp_path / "animals", per_class=2)
     intruder = {}

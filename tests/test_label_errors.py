@@ -223,7 +223,7 @@ def test_invariants(inputs, filter_by, rank_method):
 def test_run_check_against_mongodb(dataset_name):
     import fiftyone as fo
 
-    from active_learning.runs import load_run
+    from active_learning.store.runs import load_run
     from curation_checks.io import run_check
 
     inputs, true, flipped, unlabeled = planted(n=120, flip_fraction=0.1, unlabeled=10, seed=6)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from active_learning.errors import DataError
-from active_learning.label_history import (
+from active_learning.store.label_history import (
     HISTORY_FIELD,
     queue_for_review,
     review_queue,
@@ -193,7 +193,7 @@ def test_a_null_history_gets_its_first_entry(small_dataset):
 
 def test_an_update_whose_label_changed_meanwhile_is_not_applied(small_dataset):
     """The history's ``old`` is always the label the change replaced: a stale read writes nothing."""
-    from active_learning.label_history import SampleUpdate, history_entry, write_sample_updates
+    from active_learning.store.label_history import SampleUpdate, history_entry, write_sample_updates
 
     ids = small_dataset.values("id")
     stale = history_entry("ground_truth", "dog", "fox", "bob", "2026-01-01T00:00:00+00:00", "", "manual", "c1")

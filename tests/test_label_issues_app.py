@@ -85,6 +85,62 @@ def test_actions_without_a_selection_are_refused(planted):
         foo.execute_operator(f"{PLUGIN}/accept_suggested_labels", ctx={"dataset": dataset.name, "params": {}})
 
 
+def test_send_to_review_reports_a_known_error_and_lets_an_unexpected_one_through(planted):
+    """A busy dataset (another writer holds its lease) is one notification; a malformed sample id propagates."""
+    import threading
+
+    import fiftyone.operators as foo
+    from fiftyone.operators.executor import ExecutionError
+
+    from active_learning.store.label_history import review_queue
+    from active_learning.store.lease import writer_lease
+
+    dataset, wrong = planted
+    held, release = threading.Event(), threading.Event()
+
+    def other_writer() -> None:
+        with writer_lease(dataset.name, "another writer"):
+            held.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=other_writer)
+    thread.start()
+    try:
+        assert held.wait(30), "the other writer took the lease"
+        busy = foo.execute_operator(f"{PLUGIN}/send_to_review",
+                                    ctx={"dataset": dataset.name, "selected": wrong, "params": {}})
+    finally:
+        release.set()
+        thread.join()
+    assert "another writer" in busy.result["error"], busy.result
+    assert len(review_queue(dataset)) == 0, "nothing was queued"
+
+    with pytest.raises(ExecutionError, match="not a valid ObjectId"):
+        foo.execute_operator(f"{PLUGIN}/send_to_review",
+                             ctx={"dataset": dataset.name, "params": {"sample_ids": ["not-an-id"]}})
+    queued = foo.execute_operator(f"{PLUGIN}/send_to_review",
+                                  ctx={"dataset": dataset.name, "selected": wrong, "params": {}})
+    assert queued.result == {"queued": len(wrong)}
+
+
+def test_find_label_issues_reports_bad_seeds_in_the_form_and_on_execute(planted):
+    """Seeds that are not integers show why in the form and disable Execute: nothing runs."""
+    import fiftyone.operators as foo
+    from fiftyone.operators.executor import ExecutionError
+
+    from test_plugin import error_views, resolve_inputs
+
+    dataset, _ = planted
+    form = resolve_inputs(f"{PLUGIN}/find_label_issues", dataset.name, params={"seeds": "0,x"})
+    errors = error_views(form)
+    assert list(errors) == ["bad_seeds"] and errors["bad_seeds"].invalid
+    assert "`seeds` must be comma-separated non-negative integers" in errors["bad_seeds"].view.description
+    with pytest.raises(ExecutionError, match="Validation error"):
+        foo.execute_operator(f"{PLUGIN}/find_label_issues", ctx={"dataset": dataset.name, "params": {"seeds": "x"}},
+                             request_delegation=False)
+    assert "check_label_errors" not in dataset.list_runs()
+
+
 def test_panel_data_is_none_before_a_run(planted):
     from curation_app.label_issues import label_issues_data
 
@@ -94,7 +150,7 @@ def test_panel_data_is_none_before_a_run(planted):
 
 def test_bad_probabilities_are_a_clear_error_and_write_nothing(planted):
     from active_learning.errors import DataError
-    from curation_checks.pipelines import find_label_issues
+    from curation_checks.label_issues import find_label_issues
 
     dataset, _ = planted
     first = dataset.first()
@@ -108,23 +164,23 @@ def test_bad_probabilities_are_a_clear_error_and_write_nothing(planted):
 
 # -- which settings the stored probabilities were made with -------------------------------------------------------
 def _record_model_run(dataset, **config) -> None:
-    from active_learning.model import Recipe
-    from active_learning.predictions import DEFAULT_RUN_KEY
-    from active_learning.runs import record_run
+    from active_learning.model.fixed import Recipe
+    from active_learning.model.outputs import DEFAULT_RUN_KEY
+    from active_learning.store.runs import record_run
 
     record_run(dataset, DEFAULT_RUN_KEY, {"kind": "model_outputs", "recipe": Recipe(seed=0).to_dict(), **config},
                {"num_scored": len(dataset)})
 
 
 def test_changed_settings_names_what_differs_from_the_stored_run(planted):
-    from active_learning.model import Recipe
-    from curation_checks.pipelines import changed_settings
+    from active_learning.model.fixed import Recipe
+    from curation_checks.label_issues import changed_settings
 
     dataset, _ = planted
     # Probabilities without a model run (written by the user): only a disjoint split is a change.
     assert changed_settings(dataset, False, folds=3, seeds=[4], tta_px=1) == []
     assert changed_settings(dataset, True) != []
-    from active_learning.model import DEFAULT_TTA_PX
+    from active_learning.model.fixed import DEFAULT_TTA_PX
     from test_plugin import resolve_inputs
 
     def form_tta() -> int:
@@ -150,8 +206,8 @@ def test_matching_settings_reuse_the_probabilities_and_rank_method_is_recorded(p
     import fiftyone.operators as foo
 
     from active_learning.errors import InputError
-    from active_learning.runs import load_run
-    from curation_checks.pipelines import find_label_issues
+    from active_learning.store.runs import load_run
+    from curation_checks.label_issues import find_label_issues
 
     dataset, wrong = planted
     _record_model_run(dataset, split="kfold", folds=5, seeds=[0, 1], tta_px=2,
@@ -162,7 +218,7 @@ def test_matching_settings_reuse_the_probabilities_and_rank_method_is_recorded(p
     assert {s.sample_id for s in report.suspects[:5]} == set(wrong)
     config, _ = load_run(dataset, "check_label_errors")
     assert config["params"]["rank_method"] == "normalized_margin"
-    with pytest.raises(InputError, match="rank_method must be one of"):
+    with pytest.raises(InputError, match="`rank_method` must be one of"):
         find_label_issues(dataset, rank_method="margin")
 
     # Through the operator: params a script leaves out reuse what is stored; the form is prefilled with it.
@@ -185,7 +241,7 @@ def test_matching_settings_reuse_the_probabilities_and_rank_method_is_recorded(p
 def test_accept_refuses_unsure_suggestions_and_says_why(planted):
     import fiftyone.operators as foo
 
-    from active_learning.trust import MIN_SUGGESTION_CONFIDENCE
+    from active_learning.model.trust import MIN_SUGGESTION_CONFIDENCE
 
     dataset, wrong = planted
     unsure = dataset[wrong[0]]
@@ -278,7 +334,7 @@ def test_undo_reverts_the_last_accepted_change_and_keeps_both_labels(planted):
 def test_undo_leaves_a_sample_relabeled_since_alone(planted):
     import fiftyone.operators as foo
 
-    from active_learning.label_history import set_labels
+    from active_learning.store.label_history import set_labels
 
     _require_undo_operator()
     dataset, wrong = planted
@@ -299,10 +355,10 @@ def test_the_default_scope_is_what_the_model_run_scored(planted):
 
     import fiftyone.operators as foo
 
-    from active_learning.model import Recipe
-    from active_learning.predictions import DEFAULT_RUN_KEY
-    from active_learning.runs import record_run
-    from curation_checks.pipelines import label_issues_scope, plan_probabilities
+    from active_learning.model.fixed import Recipe
+    from active_learning.model.outputs import DEFAULT_RUN_KEY
+    from active_learning.store.runs import record_run
+    from curation_checks.label_issues import label_issues_scope, plan_probabilities
     from test_plugin import resolve_inputs
 
     dataset, wrong = planted

@@ -1,4 +1,4 @@
-"""BBSE with a verdict (``curation_checks.label_shift``): a real classifier on Fashion-MNIST, and planted edge cases.
+"""BBSE with a verdict (``curation_checks.drift.label_shift``): a real classifier on Fashion-MNIST, and planted edge cases.
 
 The user's report (issue 15): an UNSHIFTED Fashion-MNIST batch was reported as "Shirt 0.10 -> 0.30". The point
 estimate of BBSE is noisy, most of all for the class the model confuses most (Shirt), and the report printed the
@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from active_learning.errors import InputError
-from curation_checks.drift import label_shift_estimate
-from curation_checks.label_shift import (CONDITION_WARN, PriorChange, describe_headline, headline,
+from curation_checks.drift.stats import label_shift_estimate
+from curation_checks.drift.label_shift import (CONDITION_WARN, PriorChange, describe_headline, headline,
                                          prior_change_test)
 from fashion_outputs import CLASSES, SHIRT, fashion_outputs, planted
 

@@ -12,8 +12,9 @@ import os
 import pytest
 from app_browser_helpers import ARTIFACTS, chromium_page
 
-from active_learning.label_studio import LabelStudioSettings, connect
-from active_learning.loop import LoopConfig, init_loop, run_round
+from active_learning.label_studio.connection import LabelStudioSettings, connect
+from active_learning.loop.rounds import init_loop, run_round
+from active_learning.loop.state import LoopConfig
 
 pytestmark = [pytest.mark.labelstudio, pytest.mark.browser]
 
@@ -21,9 +22,9 @@ pytestmark = [pytest.mark.labelstudio, pytest.mark.browser]
 @pytest.fixture
 def pushed_round(dataset_name, tmp_path, label_studio, monkeypatch):
     """A digits loop whose round 0 is pushed (pre-annotated by a one-epoch model run) and waits for annotators."""
-    from active_learning.importers import import_dataset
-    from active_learning.model import named_recipe
-    from active_learning.predictions import compute_model_outputs
+    from active_learning.data.importers import import_dataset
+    from active_learning.model.fixed import named_recipe
+    from active_learning.model.outputs import compute_model_outputs
 
     monkeypatch.setenv("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT", str(label_studio.local_files_root))
     dataset = import_dataset(dataset_name, None, pool_fraction=0.6, progress=False, media_dir=str(tmp_path / "media"))
@@ -42,8 +43,8 @@ def test_a_pushed_task_opens_with_the_models_class_selected(pushed_round, label_
 
     client, project_id, state = pushed_round
     sample_id, task_id = next(iter(state.task_ids.items()))
-    (prediction,) = client.tasks.get(task_id).predictions
-    predicted = prediction.result[0]["value"]["choices"][0]
+    (prediction,) = client.get_task(task_id)["predictions"]
+    predicted = prediction["result"][0]["value"]["choices"][0]
     shot = ARTIFACTS / "label_studio_task.png"
     for stale in (shot, ARTIFACTS / "label_studio_task_failure.png"):
         stale.unlink(missing_ok=True)

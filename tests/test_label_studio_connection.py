@@ -14,9 +14,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from labelstudio_server import LabelStudioServer, restart_label_studio, stop_label_studio
 
-from active_learning import label_studio as ls
+from active_learning.label_studio import connection as ls
 from active_learning.errors import LabelStudioError
-from active_learning.label_studio import (
+from active_learning.label_studio.connection import (
     LabelStudioSettings,
     check_token_shape,
     connect,
@@ -106,6 +106,19 @@ def test_settings_repr_and_str_hide_the_key(key: str) -> None:
         assert key not in text
         assert "hidden" in text and "http://127.0.0.1:8080" in text
     assert settings.api_key == key
+
+
+def test_the_adapter_hides_the_key_and_masks_it() -> None:
+    from active_learning.label_studio.adapter import LabelStudioClient
+
+    key = make_jwt(refresh_claims(datetime.now(timezone.utc) + timedelta(days=9)))
+    client = LabelStudioClient(LabelStudioSettings(url="http://127.0.0.1:8080/", api_key=key))
+    assert client.url == "http://127.0.0.1:8080" and key not in repr(client) and "hidden" in repr(client)
+    assert key in client.secrets() and all(part in client.secrets() for part in key.split(".")[1:])
+    expired = make_jwt(refresh_claims(datetime.now(timezone.utc) - timedelta(days=1)))
+    with pytest.raises(LabelStudioError, match="refused the personal access token.*expired") as caught:
+        LabelStudioClient(LabelStudioSettings(url="http://127.0.0.1:8080/", api_key=expired))
+    assert expired not in full_error_text(caught.value)
 
 
 def test_settings_normalise_the_url_and_the_key() -> None:
@@ -216,20 +229,21 @@ def test_connect_with_either_kind_of_token(label_studio: LabelStudioServer, kind
     settings = _settings(label_studio, kind)
     assert settings.token_kind == kind
     client = connect(settings)
-    assert client.users.whoami().email == label_studio.username
+    assert client.whoami().email == label_studio.username
 
 
 @pytest.mark.labelstudio
 @pytest.mark.parametrize("kind", [ls.LEGACY, ls.PAT])
 def test_either_token_creates_lists_and_deletes_a_project(label_studio: LabelStudioServer, kind: str) -> None:
     client = connect(_settings(label_studio, kind))
-    project = client.projects.create(title=f"connection test ({kind})", label_config=IMAGE_CHOICES)
+    title = f"connection test ({kind})"
+    project = client.create_project(title, "", IMAGE_CHOICES)
     try:
-        assert project.id in [listed.id for listed in client.projects.list()]
-        assert client.projects.get(project.id).title == f"connection test ({kind})"
+        assert project.id in [listed.id for listed in client.find_projects(title)]
+        assert client.get_project(project.id).title == title
     finally:
-        client.projects.delete(project.id)
-    assert project.id not in [listed.id for listed in client.projects.list()]
+        client.delete_project(project.id)
+    assert project.id not in [listed.id for listed in client.find_projects(title)]
 
 
 @pytest.mark.labelstudio
@@ -239,7 +253,7 @@ def test_debug_logs_never_show_the_token(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     settings = _settings(label_studio, kind)
-    connect(settings).projects.list()
+    connect(settings).list_users()
     assert "Connected to Label Studio" in caplog.text
     assert settings.api_key not in caplog.text
 
@@ -248,7 +262,7 @@ def test_debug_logs_never_show_the_token(
 def test_connect_reads_the_environment(label_studio: LabelStudioServer, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(ls.URL_VARIABLE, label_studio.url + "/")
     monkeypatch.setenv(ls.API_KEY_VARIABLE, label_studio.personal_access_token)
-    assert connect().users.whoami().email == label_studio.username
+    assert connect().whoami().email == label_studio.username
 
 
 @pytest.mark.labelstudio
@@ -286,14 +300,14 @@ def test_a_url_without_the_api_is_named(label_studio: LabelStudioServer) -> None
 @pytest.mark.labelstudio
 def test_disabled_legacy_tokens_point_to_personal_access_tokens(label_studio: LabelStudioServer) -> None:
     admin = connect(_settings(label_studio, ls.PAT))
-    ttl_days = admin.jwt_settings.get().api_token_ttl_days or 3650
-    admin.jwt_settings.update(api_tokens_enabled=True, legacy_api_tokens_enabled=False, api_token_ttl_days=ttl_days)
+    ttl_days = admin.sdk.jwt_settings.get().api_token_ttl_days or 3650
+    admin.sdk.jwt_settings.update(api_tokens_enabled=True, legacy_api_tokens_enabled=False, api_token_ttl_days=ttl_days)
     try:
         with pytest.raises(LabelStudioError, match="no longer accepts legacy tokens") as caught:
             connect(_settings(label_studio, ls.LEGACY))
         assert label_studio.legacy_token not in full_error_text(caught.value)
     finally:
-        admin.jwt_settings.update(api_tokens_enabled=True, legacy_api_tokens_enabled=True, api_token_ttl_days=ttl_days)
+        admin.sdk.jwt_settings.update(api_tokens_enabled=True, legacy_api_tokens_enabled=True, api_token_ttl_days=ttl_days)
     connect(_settings(label_studio, ls.LEGACY))
 
 
@@ -323,4 +337,4 @@ def test_tokens_survive_a_restart_and_down_is_reported_meanwhile(label_studio: L
         restarted = restart_label_studio(label_studio)
     assert restarted.url == label_studio.url
     for kind in (ls.PAT, ls.LEGACY):
-        assert connect(_settings(restarted, kind)).users.whoami().email == label_studio.username
+        assert connect(_settings(restarted, kind)).whoami().email == label_studio.username

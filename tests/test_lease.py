@@ -11,12 +11,12 @@ import time
 
 import pytest
 
-from active_learning.lease import DatasetBusyError, current_holder, writer_lease
+from active_learning.store.lease import DatasetBusyError, current_holder, writer_lease
 from conftest import run_cli
 
 HOLD = """
 import sys, time
-from active_learning.lease import writer_lease
+from active_learning.store.lease import writer_lease
 with writer_lease(sys.argv[1], "a test holder"):
     print("held", flush=True)
     time.sleep(float(sys.argv[2]))
@@ -29,7 +29,7 @@ def _no_lease_left(dataset_name):
     yield
     import fiftyone.core.odm as foo
 
-    from active_learning.lease import COLLECTION
+    from active_learning.store.lease import COLLECTION
 
     foo.get_db_conn()[COLLECTION].delete_many({"_id": dataset_name})
 
@@ -72,7 +72,7 @@ def test_a_lease_left_by_another_machine_expires(dataset_name, monkeypatch) -> N
     """A holder elsewhere cannot be checked for life: its lease must run out (it renews every third of it)."""
     from datetime import datetime, timedelta, timezone
 
-    from active_learning.lease import COLLECTION
+    from active_learning.store.lease import COLLECTION
 
     import fiftyone.core.odm as foo
 

@@ -11,8 +11,9 @@ import time
 import pytest
 
 from active_learning.errors import DataError
-from active_learning.label_studio import LabelStudioSettings, connect
-from active_learning.loop import LoopConfig, init_loop, learning_curve, list_rounds, run_round
+from active_learning.label_studio.connection import LabelStudioSettings, connect
+from active_learning.loop.rounds import init_loop, run_round
+from active_learning.loop.state import LoopConfig, list_rounds
 from conftest import run_cli
 
 pytestmark = pytest.mark.labelstudio
@@ -26,13 +27,13 @@ def client(label_studio):
 @pytest.fixture
 def pool_dataset(dataset_name, tmp_path):
     """Digits with 60% of train tagged pool; images under tmp_path (served by the fixture's local-files root)."""
-    from active_learning.importers import import_dataset
+    from active_learning.data.importers import import_dataset
 
     return import_dataset(dataset_name, None, pool_fraction=0.6, progress=False, media_dir=str(tmp_path / "media"))
 
 
-def project_tasks(client, project_id: int) -> list:
-    return list(client.tasks.list(project=project_id, fields="all"))
+def project_tasks(client, project_id: int) -> list[dict]:
+    return client.list_tasks(project_id, with_predictions=True)
 
 
 CONFIG = dict(label_field="al_label", eval_field="ground_truth", strategy="margin", batch_size=20, initial_size=30,
@@ -62,7 +63,7 @@ def test_two_rounds_simulated_with_provenance_and_resume(pool_dataset, client):
     resumed = run_round(pool_dataset, client, simulate_field="ground_truth")
     assert resumed.index == 1 and resumed.step == "done" and resumed.num_labeled == 50
     assert len(project_tasks(client, project_id)) == 50, "no duplicate tasks after resuming"
-    assert [p["num_labeled"] for p in learning_curve(pool_dataset)] == [30, 50]
+    assert [r.num_labeled for r in list_rounds(pool_dataset) if r.step == "done"] == [30, 50]
 
     # Ingesting again changes nothing.
     result = run_cli(["al", "ingest", pool_dataset.name, "--ls-url", client_url(client)],
@@ -151,9 +152,9 @@ def test_a_loop_recorded_before_the_step_floor_keeps_training_without_it(pool_da
     loop gets the default floor."""
     from dataclasses import asdict
 
-    from active_learning.loop import LOOP_RUN_KEY, load_config
-    from active_learning.model import LOOP_MIN_STEPS
-    from active_learning.runs import record_run
+    from active_learning.loop.state import LOOP_RUN_KEY, load_config
+    from active_learning.model.fixed import LOOP_MIN_STEPS
+    from active_learning.store.runs import record_run
 
     old = {k: v for k, v in asdict(LoopConfig(**{**CONFIG, "min_steps": 5})).items() if k != "min_steps"}
     record_run(pool_dataset, LOOP_RUN_KEY, {"kind": "al_loop", **old}, {"project_id": 7, "classes": ["0", "1"]})
@@ -166,7 +167,7 @@ def test_a_loop_recorded_before_the_step_floor_keeps_training_without_it(pool_da
 
 
 def test_init_refuses_without_pool(dataset_name, client, tmp_path):
-    from active_learning.importers import import_dataset
+    from active_learning.data.importers import import_dataset
 
     dataset = import_dataset(dataset_name, None, progress=False, media_dir=str(tmp_path / "media"))
     with pytest.raises(DataError, match="No sample is tagged 'pool'"):
@@ -180,7 +181,7 @@ def test_round_before_init_is_a_clear_cli_error(pool_dataset, cli_env):
 
 
 def test_review_queue_goes_out_with_the_next_round(pool_dataset, client):
-    from active_learning.label_history import queue_for_review
+    from active_learning.store.label_history import queue_for_review
 
     config = LoopConfig(**CONFIG, project_title=f"r-{pool_dataset.name[-40:]}")
     init_loop(pool_dataset, config, client)
@@ -203,10 +204,10 @@ def test_embedding_strategies_select_through_the_loop(pool_dataset, client, stra
     picks from the previous round's checkpoint over the unlabeled pool."""
     import numpy as np
 
-    from active_learning.images import load_images
-    from active_learning.loop import candidates, training_view
-    from active_learning.model import FixedModel
-    from active_learning.strategies import select
+    from active_learning.data.images import load_images
+    from active_learning.loop.rounds import candidates, training_view
+    from active_learning.model.fixed import FixedModel
+    from active_learning.loop.strategies import select
 
     config = LoopConfig(**{**CONFIG, "strategy": strategy, "min_steps": 4},
                         project_title=f"e-{pool_dataset.name[-40:]}")
@@ -232,9 +233,9 @@ def test_embedding_strategies_select_through_the_loop(pool_dataset, client, stra
 def test_round_0_is_pre_annotated_by_the_dataset_model_and_review_tasks_show_the_suggestion(pool_dataset, client):
     """Round 0 has no loop model yet: the dataset's fixed-model run (``curation model``) pre-annotates it; a review
     sample's task pre-selects its suggested label and says what its label is now and why it is back."""
-    from active_learning.label_history import queue_for_review
-    from active_learning.model import named_recipe
-    from active_learning.predictions import compute_model_outputs
+    from active_learning.store.label_history import queue_for_review
+    from active_learning.model.fixed import named_recipe
+    from active_learning.model.outputs import compute_model_outputs
 
     compute_model_outputs(pool_dataset.match_tags("train"), folds=2, recipe=named_recipe("fast", epochs=1))
     suspect = pool_dataset.match_tags("train").first()
@@ -249,21 +250,22 @@ def test_round_0_is_pre_annotated_by_the_dataset_model_and_review_tasks_show_the
     state = run_round(pool_dataset, client)  # no annotator: pushes, then waits
     assert state.step == "annotate" and state.predictions_from == "curation_model"
     assert state.with_prediction == len(state.task_ids) == 7
-    tasks = {t.data["sample_id"]: t for t in project_tasks(client, project_id)}
+    tasks = {t["data"]["sample_id"]: t for t in project_tasks(client, project_id)}
     for sample_id in state.selected:
-        (prediction,) = tasks[sample_id].predictions
-        assert prediction.model_version == "al_round_000" and 0 < prediction.score <= 1
-        assert prediction.result[0]["value"]["choices"][0] in pool_dataset.default_classes
-        assert "the model's guess" in tasks[sample_id].data["note"]
-    (review,) = tasks[suspect.id].predictions
-    assert review.result[0]["value"]["choices"] == [suggested] and review.score == pytest.approx(0.93)
-    note = tasks[suspect.id].data["note"]
+        (prediction,) = tasks[sample_id]["predictions"]
+        assert prediction["model_version"] == "al_round_000" and 0 < prediction["score"] <= 1
+        assert prediction["result"][0]["value"]["choices"][0] in pool_dataset.default_classes
+        assert "the model's guess" in tasks[sample_id]["data"]["note"]
+    (review,) = tasks[suspect.id]["predictions"]
+    assert review["result"][0]["value"]["choices"] == [suggested] and review["score"] == pytest.approx(0.93)
+    note = tasks[suspect.id]["data"]["note"]
     assert f"labeled {given!r} now" in note and "suspected label error" in note and suggested in note
-    assert client.projects.get(project_id).model_version == "al_round_000", "the labeling view shows them"
+    assert client.get_project(project_id).model_version == "al_round_000", "the labeling view shows them"
 
 
 def test_skipped_tasks_complete_the_round_and_go_back_to_the_pool(pool_dataset, client):
-    from active_learning.loop import SimulatedAnnotator, candidates, ingest_current_round, round_progress
+    from active_learning.label_studio.simulate import SimulatedAnnotator
+    from active_learning.loop.rounds import candidates, ingest_current_round, round_progress
 
     config = LoopConfig(**CONFIG, project_title=f"s-{pool_dataset.name[-40:]}")
     project_id = init_loop(pool_dataset, config, client)
@@ -285,11 +287,11 @@ def test_skipped_tasks_complete_the_round_and_go_back_to_the_pool(pool_dataset, 
 
     second = run_round(pool_dataset, client)  # waits: nothing annotated yet
     assert second.predictions_from == "al_round_000" and second.with_prediction == len(second.task_ids) == 20
-    tasks = [t for t in project_tasks(client, project_id) if t.id in set(second.task_ids.values())]
-    assert all(t.predictions and t.predictions[0].model_version == "al_round_001" for t in tasks)
+    tasks = [t for t in project_tasks(client, project_id) if t["id"] in set(second.task_ids.values())]
+    assert all(t["predictions"] and t["predictions"][0]["model_version"] == "al_round_001" for t in tasks)
     some = dict(list(second.task_ids.items())[:5])
     for task_id in some.values():
-        client.annotations.create(task_id, result=[], was_cancelled=True)
+        client.create_annotation(task_id, [], was_cancelled=True)
     report = ingest_current_round(pool_dataset, client)
     assert report.skipped_tasks == len(first.skipped) + 5
     pool_dataset.reload()
@@ -303,7 +305,8 @@ def test_two_ingests_at_the_same_instant_report_the_truth(pool_dataset, client):
     labels are ingested once and only one of them reports them as new."""
     import threading
 
-    from active_learning.loop import ingest_current_round, simulate_annotations
+    from active_learning.label_studio.simulate import simulate_annotations
+    from active_learning.loop.rounds import ingest_current_round
 
     config = LoopConfig(**CONFIG, project_title=f"c-{pool_dataset.name[-40:]}")
     project_id = init_loop(pool_dataset, config, client)

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from active_learning.errors import DataError
-from active_learning.preannotate import Guess, Predictor, new_sample_note, review_note
+from active_learning.label_studio.preannotate import Guess, Predictor, new_sample_note, review_note
 from active_learning.progress import eta_seconds, format_duration, with_eta
-from active_learning.simulate import SimulatedAnnotator
+from active_learning.label_studio.simulate import SimulatedAnnotator
 
 
 @pytest.mark.parametrize("seconds, text", [(0, "0 s"), (44.6, "45 s"), (95, "2 min"), (3600, "60 min"),

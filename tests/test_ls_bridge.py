@@ -1,7 +1,9 @@
 """The Label Studio bridge: config, projects, images, bulk push, validation, majority vote and ingestion.
 
-Pure functions are tested alone (with hypothesis for the invariants); everything else runs against the real
-Label Studio 1.23 server of the session (``label_studio`` fixture) and the test session's real MongoDB.
+Pure functions are tested alone (with hypothesis for the invariants). Everything else runs twice with the same
+assertions (``backend``): against the in-memory fake (fast, no server) and against the real Label Studio 1.23 server
+of the session (``labelstudio``-marked), always with the test session's real MongoDB, so the fake cannot drift from
+the server the loop really talks to.
 """
 
 from __future__ import annotations
@@ -16,34 +18,24 @@ from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from label_studio_sdk.core.api_error import ApiError
-from labelstudio_server import LabelStudioServer
+from labelstudio_server import Backend, LabelStudioServer, backend, counting_imports, real_client  # noqa: F401
 
-from active_learning import ls_bridge
-from active_learning.errors import DataError, LabelStudioError
-from active_learning.label_history import HISTORY_FIELD, REVIEW_STATUS_FIELD, queue_for_review
-from active_learning.label_studio import LabelStudioSettings, connect
-from active_learning.ls_bridge import (
-    PROVENANCE_FIELD,
-    ProjectDeletedError,
-    TaskSpec,
-    Vote,
-    ensure_project,
-    fetch_completed,
-    ingest,
-    labeling_config,
-    local_files_url,
-    majority,
-    parse_labeling_config,
-    push_round_tasks,
-    push_tasks,
-    task_specs,
-    validate_annotation,
-)
+from active_learning.errors import DataError, LabelStudioError, ProjectDeletedError
+from active_learning.label_studio import ingest as ingest_module
+from active_learning.label_studio import media
+from active_learning.label_studio.adapter import LabelStudioClient
+from active_learning.label_studio.completed import CompletedTask, Vote, fetch_completed, majority
+from active_learning.label_studio.config import (ChoicesConfig, labeling_config, parse_labeling_config,
+                                                 validate_annotation)
+from active_learning.label_studio.connection import LabelStudioSettings
+from active_learning.label_studio.ingest import PROVENANCE_FIELD, ingest
+from active_learning.label_studio.media import local_files_url
+from active_learning.label_studio.projects import ensure_project, project_marker
+from active_learning.label_studio.tasks import TaskSpec, push_round_tasks, push_tasks, task_payload, task_specs
+from active_learning.store.label_history import HISTORY_FIELD, REVIEW_STATUS_FIELD, queue_for_review
 
 CLASSES = ["T-shirt/top", "Trouser", "a & b <c>", 'say "hi"', "it's"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -70,7 +62,7 @@ def test_labeling_config_escapes_xml_and_round_trips() -> None:
     ElementTree.fromstring(config)  # well-formed
     assert "a &amp; b &lt;c&gt;" in config and "T-shirt/top" in config
     parsed = parse_labeling_config(config)
-    assert parsed == ls_bridge.ChoicesConfig("label", "image", tuple(CLASSES))
+    assert parsed == ChoicesConfig("label", "image", tuple(CLASSES))
     assert parse_labeling_config(labeling_config(["x"], "cls", "img"), "cls").to_name == "img"
 
 
@@ -172,23 +164,27 @@ def test_local_files_urls_are_relative_to_the_document_root(tmp_path: Path) -> N
 
 
 def test_media_is_local_files_for_a_loopback_server_and_upload_otherwise() -> None:
-    from label_studio_sdk import LabelStudio
-
     for url, expected in [("http://127.0.0.1:8080/", "local-files"), ("http://localhost:9/", "local-files"),
                           ("https://ls.example.com/", "upload"), ("http://10.0.0.7:8080/", "upload")]:
-        client = LabelStudio(base_url=url, api_key="0123456789abcdef0123456789abcdef01234567")
-        assert ls_bridge.resolve_media(client, "auto") == expected
-        assert ls_bridge.resolve_media(client, "upload") == "upload"
+        client = LabelStudioClient(LabelStudioSettings(url=url, api_key="0123456789abcdef0123456789abcdef01234567"))
+        assert media.resolve_media(client, "auto") == expected
+        assert media.resolve_media(client, "upload") == "upload"
     with pytest.raises(DataError, match="media"):
-        ls_bridge.resolve_media(client, "ftp")
+        media.resolve_media(client, "ftp")
 
 
 # ------------------------------------------------------------------------------------- fixtures
 
 
 @pytest.fixture
-def client(label_studio: LabelStudioServer):
-    return connect(LabelStudioSettings(url=label_studio.url, api_key=label_studio.personal_access_token, timeout=60))
+def client(backend: Backend):
+    return backend.client
+
+
+@pytest.fixture
+def root(backend: Backend) -> str:
+    """The folder the backend serves local files from."""
+    return str(backend.local_files_root)
 
 
 def write_pngs(folder: Path, count: int) -> list[Path]:
@@ -225,41 +221,25 @@ def make_dataset(name: str, folder: Path, count: int):
     return dataset
 
 
-def counting_imports(client, monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Count the client's bulk import calls (one entry per call: the number of tasks)."""
-    calls: list[int] = []
-    original = client.projects.import_tasks
-
-    def spy(id, *, request, **kwargs):  # noqa: A002 - the SDK's parameter name
-        calls.append(len(request))
-        return original(id, request=request, **kwargs)
-
-    monkeypatch.setattr(client.projects, "import_tasks", spy)
-    return calls
-
-
-def fetch_image(server: LabelStudioServer, client, url: str) -> httpx.Response:
-    """GET a task's image from the server with the client's token, as the labeling page does."""
-    headers = {"Authorization": client._client_wrapper.get_headers()["Authorization"]}
-    return httpx.get(ls_bridge.absolute_url(client, url), headers=headers, timeout=30)
+def titled(client, title: str) -> list[int]:
+    """The ids of the projects titled exactly ``title``."""
+    return [p.id for p in client.find_projects(title) if p.title == title]
 
 
 # ------------------------------------------------------------------------------------- projects
 
 
-@pytest.mark.labelstudio
 def test_ensure_project_creates_once_then_reuses(client, dataset_name: str) -> None:
     title = unique_title("reuse")
     first = ensure_project(client, title, CLASSES, dataset_name)
     assert ensure_project(client, title, list(reversed(CLASSES)), dataset_name) == first  # order does not matter
     assert ensure_project(client, title, CLASSES, dataset_name, project_id=first) == first
-    assert [p.id for p in client.projects.list(title=title)] == [first]
-    project = client.projects.get(first)
-    assert ls_bridge.project_marker(dataset_name) in project.description
+    assert titled(client, title) == [first]
+    project = client.get_project(first)
+    assert project_marker(dataset_name) in project.description
     assert parse_labeling_config(project.label_config).classes == tuple(CLASSES)
 
 
-@pytest.mark.labelstudio
 def test_ensure_project_refuses_other_classes_and_foreign_projects(client, dataset_name: str) -> None:
     title = unique_title("classes")
     project_id = ensure_project(client, title, CLASSES, dataset_name)
@@ -268,66 +248,65 @@ def test_ensure_project_refuses_other_classes_and_foreign_projects(client, datas
     with pytest.raises(LabelStudioError, match="not made for dataset 'another'"):
         ensure_project(client, title, CLASSES, "another", project_id=project_id)
     foreign = unique_title("foreign")
-    client.projects.create(title=foreign, label_config=labeling_config(CLASSES))
+    client.create_project(foreign, "", labeling_config(CLASSES))
     with pytest.raises(LabelStudioError, match="not made for dataset.*choose another title"):
         ensure_project(client, foreign, CLASSES, dataset_name)
-    assert len([p for p in client.projects.list(title=foreign)]) == 1
+    assert len(titled(client, foreign)) == 1
     with pytest.raises(DataError, match="3-50 characters"):
         ensure_project(client, "x" * 51, CLASSES, dataset_name)
 
 
-@pytest.mark.labelstudio
 def test_a_project_deleted_behind_our_back_is_an_error_until_new_project(
-    client, dataset_name: str, tmp_path: Path, label_studio: LabelStudioServer
+    client, dataset_name: str, tmp_path: Path, root: str
 ) -> None:
     title = unique_title("deleted")
     dataset = make_dataset(dataset_name, tmp_path, 2)
     project_id = ensure_project(client, title, CLASSES, dataset_name)
-    client.projects.delete(project_id)
+    client.delete_project(project_id)
 
-    with pytest.raises(ProjectDeletedError, match=f"project {project_id} for dataset .* was deleted.*--new-project"):
+    with pytest.raises(ProjectDeletedError, match=f"project {project_id} for dataset .* was deleted.*"
+                                                  r"`new_project=True`") as deleted:
         ensure_project(client, title, CLASSES, dataset_name, project_id=project_id)
+    assert deleted.value.project_id == project_id and deleted.value.dataset_name == dataset_name
     specs = task_specs(dataset, round_index=0, model_version="m0")
-    with pytest.raises(LabelStudioError, match="was deleted"):
-        push_tasks(client, project_id, specs, document_root=str(label_studio.local_files_root))
-    with pytest.raises(LabelStudioError, match="was deleted"):
+    with pytest.raises(ProjectDeletedError, match="was deleted"):
+        push_tasks(client, project_id, specs, document_root=root)
+    with pytest.raises(ProjectDeletedError, match="was deleted"):
         fetch_completed(client, project_id)
-    assert not list(client.projects.list(title=title))  # nothing was recreated silently
+    assert not titled(client, title)  # nothing was recreated silently
 
     recreated = ensure_project(client, title, CLASSES, dataset_name, project_id=project_id, new_project=True)
     assert recreated != project_id
     assert ensure_project(client, title, CLASSES, dataset_name) == recreated
     assert ensure_project(client, title, CLASSES, dataset_name, project_id=project_id, new_project=True) != project_id
-    assert [p.id for p in client.projects.list(title=title)] == [recreated]
+    assert titled(client, title) == [recreated]
 
 
 # ------------------------------------------------------------------------------------- pushing
 
 
-@pytest.mark.labelstudio
 def test_push_is_one_bulk_import_with_predictions_and_never_duplicates(
-    client, dataset_name: str, tmp_path: Path, label_studio: LabelStudioServer, monkeypatch: pytest.MonkeyPatch
+    client, dataset_name: str, tmp_path: Path, root: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     dataset = make_dataset(dataset_name, tmp_path, 12)
     project_id = ensure_project(client, unique_title("push"), CLASSES, dataset_name)
     imports = counting_imports(client, monkeypatch)
     specs = task_specs(dataset, round_index=3, model_version="resnet18-r3")
-    root = str(label_studio.local_files_root)
 
     first = push_tasks(client, project_id, specs[:10], media="local-files", document_root=root)
     assert imports == [10]
     assert set(first) == {spec.sample_id for spec in specs[:10]} and len(set(first.values())) == 10
 
-    tasks = {t.id: t for t in client.tasks.list(project=project_id, fields="all")}
+    tasks = {t["id"]: t for t in client.list_tasks(project_id, with_predictions=True)}
     assert set(tasks) == set(first.values())
     for spec in specs[:10]:
         task = tasks[first[spec.sample_id]]
-        assert task.data["sample_id"] == spec.sample_id and task.data["round"] == 3
-        (prediction,) = task.predictions
-        assert prediction.model_version == "resnet18-r3"
-        assert prediction.score == pytest.approx(spec.score)
-        assert prediction.result == choice(spec.predicted_label)
-    assert client.projects.get(project_id).model_version == "resnet18-r3"
+        assert task["data"]["sample_id"] == spec.sample_id and task["data"]["round"] == 3
+        (prediction,) = task["predictions"]
+        assert prediction["model_version"] == "resnet18-r3"
+        assert prediction["score"] == pytest.approx(spec.score)
+        assert prediction["result"] == choice(spec.predicted_label)
+    assert client.get_project(project_id).model_version == "resnet18-r3"
 
     again = push_tasks(client, project_id, specs[:10], media="local-files", document_root=root)
     assert again == first and imports == [10]  # nothing pushed, no import call
@@ -335,42 +314,38 @@ def test_push_is_one_bulk_import_with_predictions_and_never_duplicates(
     next_round = specs[:10] + [replace(spec, round_index=4, model_version="resnet18-r4") for spec in specs[10:]]
     more = push_tasks(client, project_id, next_round, media="local-files", document_root=root)
     assert imports == [10, 2]
-    assert client.projects.get(project_id).model_version == "resnet18-r4"  # the labeling view shows round 4's
+    assert client.get_project(project_id).model_version == "resnet18-r4"  # the labeling view shows round 4's
     assert {k: more[k] for k in first} == first and len(set(more.values())) == 12
-    assert len(list(client.tasks.list(project=project_id))) == 12
+    assert len(client.list_tasks(project_id)) == 12
 
     # the image of a pushed task is served to whoever holds the token, byte for byte
-    task = client.tasks.get(more[specs[0].sample_id])
-    response = fetch_image(label_studio, client, task.data["image"])
-    assert response.status_code == 200 and response.content.startswith(PNG_MAGIC)
-    assert response.content == Path(specs[0].filepath).read_bytes()
-    storages = client.import_storage.local.list(project=project_id)
-    assert len(storages) == 1  # created once, reused by the later pushes
+    task = client.get_task(more[specs[0].sample_id])
+    assert task["data"]["image"].startswith("/data/local-files/?d=")
+    served = client.read_file(task["data"]["image"])
+    assert served.startswith(PNG_MAGIC) and served == Path(specs[0].filepath).read_bytes()
+    assert len(client.local_storage_paths(project_id)) == 1  # created once, reused by the later pushes
 
 
-@pytest.mark.labelstudio
 def test_upload_serves_copies_for_a_remote_server(
-    client, dataset_name: str, tmp_path: Path, label_studio: LabelStudioServer, monkeypatch: pytest.MonkeyPatch
+    client, dataset_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     dataset = make_dataset(dataset_name, tmp_path, 5)
     project_id = ensure_project(client, unique_title("upload"), CLASSES, dataset_name)
-    monkeypatch.setattr(ls_bridge, "UPLOAD_BATCH_FILES", 2)  # several upload batches, still one task import
+    monkeypatch.setattr(media, "UPLOAD_BATCH_FILES", 2)  # several upload batches, still one task import
     imports = counting_imports(client, monkeypatch)
     specs = task_specs(dataset, round_index=1, model_version="m1")
     task_ids = push_tasks(client, project_id, specs, media="upload")
     assert imports == [5]
     for spec in specs:
-        url = client.tasks.get(task_ids[spec.sample_id]).data["image"]
+        url = client.get_task(task_ids[spec.sample_id])["data"]["image"]
         assert url.startswith(f"/data/upload/{project_id}/")
-        response = fetch_image(label_studio, client, url)
-        assert response.status_code == 200 and response.content == Path(spec.filepath).read_bytes()
+        assert client.read_file(url) == Path(spec.filepath).read_bytes()
     assert push_tasks(client, project_id, specs, media="upload") == task_ids and imports == [5]
-    assert not client.import_storage.local.list(project=project_id)
+    assert not client.local_storage_paths(project_id)
 
 
-@pytest.mark.labelstudio
 def test_images_the_server_cannot_serve_fail_the_push_before_any_task(
-    client, dataset_name: str, tmp_path: Path, label_studio: LabelStudioServer
+    client, dataset_name: str, tmp_path: Path
 ) -> None:
     dataset = make_dataset(dataset_name, tmp_path, 3)
     project_id = ensure_project(client, unique_title("unserved"), CLASSES, dataset_name)
@@ -382,10 +357,11 @@ def test_images_the_server_cannot_serve_fail_the_push_before_any_task(
         push_tasks(client, project_id, specs, media="local-files", document_root="/")
     message = str(raised.value)
     for fix in ("does not serve the images", "scripts/labelstudio start", "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED",
-                "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT", "--media upload"):
+                "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT", "`media='upload'`"):
         assert fix in message, (fix, message)
+    assert "--media" not in message, "a library message names the setting, not the CLI flag"
     assert message.endswith(").") and "[...]" not in message, "the message ends with a whole sentence"
-    assert not list(client.tasks.list(project=project_id))
+    assert not client.list_tasks(project_id)
     bad = [TaskSpec(specs[0].sample_id, specs[0].filepath, 0, predicted_label="Bag")]
     with pytest.raises(DataError, match=r"Predicted classes \['Bag'\]"):
         push_tasks(client, project_id, bad, media="upload")
@@ -394,23 +370,22 @@ def test_images_the_server_cannot_serve_fail_the_push_before_any_task(
     result = push_round_tasks(client, project_id, specs, media="auto", document_root="/")
     assert result.media == "upload" and result.pushed == 3 and "uploaded" in result.note
     assert "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT" in result.note
-    task = client.tasks.get(result.task_ids[specs[0].sample_id])
-    assert "/data/upload/" in task.data["image"]
-    assert fetch_image(label_studio, client, task.data["image"]).content == Path(specs[0].filepath).read_bytes()
+    image = client.get_task(result.task_ids[specs[0].sample_id])["data"]["image"]
+    assert "/data/upload/" in image
+    assert client.read_file(image) == Path(specs[0].filepath).read_bytes()
 
 
-@pytest.mark.labelstudio
 def test_every_task_shows_its_note_and_an_old_project_gets_the_note_line(
-    client, dataset_name: str, tmp_path: Path, label_studio: LabelStudioServer
+    client, dataset_name: str, tmp_path: Path, root: str
 ) -> None:
     dataset = make_dataset(dataset_name, tmp_path, 2)
     title = unique_title("note")
     old_config = labeling_config(CLASSES).replace('  <Header value="$note" size="6"/>\n', "")
     assert "$note" not in old_config
-    description = f"made before notes\n{ls_bridge.project_marker(dataset_name)}"
-    old = client.projects.create(title=title, description=description, label_config=old_config)
+    description = f"made before notes\n{project_marker(dataset_name)}"
+    old = client.create_project(title, description, old_config)
     assert ensure_project(client, title, CLASSES, dataset_name) == old.id
-    upgraded = client.projects.get(old.id).label_config
+    upgraded = client.get_project(old.id).label_config
     assert '<Header value="$note"' in upgraded
     assert parse_labeling_config(upgraded).classes == tuple(CLASSES), "same choices, same order"
 
@@ -418,25 +393,23 @@ def test_every_task_shows_its_note_and_an_old_project_gets_the_note_line(
     specs = [TaskSpec(ids[0], paths[0], 0, predicted_label="Trouser", score=0.9, model_version="al_round_000",
                       note="New sample. Pre-selected: 'Trouser' (90%)."),
              TaskSpec(ids[1], paths[1], 0)]
-    result = push_round_tasks(client, old.id, specs, document_root=str(label_studio.local_files_root))
+    result = push_round_tasks(client, old.id, specs, document_root=root)
     assert result.pushed == 2 and result.with_prediction == 1 and result.media == "local-files"
-    first, second = (client.tasks.get(result.task_ids[i]) for i in ids)
-    assert first.data["note"] == "New sample. Pre-selected: 'Trouser' (90%)."
-    assert second.data["note"] == "" and not second.predictions, "every task has the key the config shows"
+    first, second = (client.get_task(result.task_ids[i]) for i in ids)
+    assert first["data"]["note"] == "New sample. Pre-selected: 'Trouser' (90%)."
+    assert second["data"]["note"] == "" and not second["predictions"], "every task has the key the config shows"
 
 
-@pytest.mark.labelstudio
 def test_a_sample_pushed_again_in_a_later_round_gets_a_new_task_whose_label_wins(
-    client, dataset_name: str, tmp_path: Path, label_studio: LabelStudioServer
+    client, dataset_name: str, tmp_path: Path, root: str
 ) -> None:
     dataset = make_dataset(dataset_name, tmp_path, 2)
-    root = str(label_studio.local_files_root)
     project_id = ensure_project(client, unique_title("again"), CLASSES, dataset_name)
     round0 = task_specs(dataset, round_index=0)
     first = push_tasks(client, project_id, round0, document_root=root)
     assert push_tasks(client, project_id, round0, document_root=root) == first, "one task per sample and round"
     sample = round0[0].sample_id
-    client.annotations.create(first[sample], result=choice("Trouser"))
+    client.create_annotation(first[sample], choice("Trouser"))
     report = ingest(dataset, fetch_completed(client, project_id), "ground_truth", 0, project_id)
     assert report.new == 1
 
@@ -444,7 +417,7 @@ def test_a_sample_pushed_again_in_a_later_round_gets_a_new_task_whose_label_wins
     again = push_tasks(client, project_id, [replace(round0[0], round_index=2)], document_root=root)
     assert again[sample] != first[sample]
     assert ingest(dataset, fetch_completed(client, project_id), "ground_truth", 2, project_id).new == 0
-    client.annotations.create(again[sample], result=choice("it's"))
+    client.create_annotation(again[sample], choice("it's"))
     report = ingest(dataset, fetch_completed(client, project_id), "ground_truth", 2, project_id)
     assert report.new == 1 and report.changed == 1
     dataset.reload()
@@ -463,45 +436,44 @@ def snapshot(dataset) -> list:
     return dataset.values([f for f in fields if f.split(".")[0] in schema])
 
 
-@pytest.mark.labelstudio
 def test_annotate_fetch_and_ingest_with_provenance_idempotently(
-    client, dataset_name: str, tmp_path: Path, label_studio: LabelStudioServer, monkeypatch: pytest.MonkeyPatch
+    client, dataset_name: str, tmp_path: Path, root: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     dataset = make_dataset(dataset_name, tmp_path, 9)
     ids = dataset.values("id")
     queue_for_review(dataset, ids[:4], reason="label error suggestion")
     project_id = ensure_project(client, unique_title("ingest"), CLASSES, dataset_name)
     task_ids = push_tasks(client, project_id, task_specs(dataset, round_index=2, model_version="m2"),
-                          document_root=str(label_studio.local_files_root))
+                          document_root=root)
     task = [task_ids[i] for i in ids]
-    me = client.users.whoami()
+    me = client.whoami()
     tag = uuid.uuid4().hex[:6]
-    ann2 = client.users.create(email=f"ann2-{tag}@example.com", username=f"ann2-{tag}")
-    ann3 = client.users.create(email=f"ann3-{tag}@example.com", username=f"ann3-{tag}")
+    ann2 = client.create_user(f"ann2-{tag}@example.com", f"ann2-{tag}")
+    ann3 = client.create_user(f"ann3-{tag}@example.com", f"ann3-{tag}")
 
     # 0: one person relabels a human label (T-shirt/top -> Trouser)
-    a0 = client.annotations.create(task[0], result=choice("Trouser"))
+    a0 = client.create_annotation(task[0], choice("Trouser"))
     # 1: three people disagree 2:1
-    b = [client.annotations.create(task[1], result=choice("a & b <c>"), completed_by=me.id),
-         client.annotations.create(task[1], result=choice("Trouser"), completed_by=ann2.id),
-         client.annotations.create(task[1], result=choice("a & b <c>"), completed_by=ann3.id)]
+    b = [client.create_annotation(task[1], choice("a & b <c>"), completed_by=me.id),
+         client.create_annotation(task[1], choice("Trouser"), completed_by=ann2.id),
+         client.create_annotation(task[1], choice("a & b <c>"), completed_by=ann3.id)]
     # 2: skipped
-    client.annotations.create(task[2], result=[], was_cancelled=True)
+    client.create_annotation(task[2], [], was_cancelled=True)
     # 3: a class outside the config (the server stores it: it does not validate)
-    bad = client.annotations.create(task[3], result=choice("Bag"))
+    bad = client.create_annotation(task[3], choice("Bag"))
     # 4: confirms the existing human label
-    client.annotations.create(task[4], result=choice(dataset[ids[4]].ground_truth.label))
+    client.create_annotation(task[4], choice(dataset[ids[4]].ground_truth.label))
     # 5: a 1:1 tie: the earlier vote wins; plus one skip
-    t5 = [client.annotations.create(task[5], result=choice("it's"), completed_by=ann2.id),
-          client.annotations.create(task[5], result=choice('say "hi"'), completed_by=ann3.id)]
-    client.annotations.create(task[5], result=[], was_cancelled=True, completed_by=me.id)
+    t5 = [client.create_annotation(task[5], choice("it's"), completed_by=ann2.id),
+          client.create_annotation(task[5], choice('say "hi"'), completed_by=ann3.id)]
+    client.create_annotation(task[5], [], was_cancelled=True, completed_by=me.id)
     # 6, 7, 8: not annotated
     before = dataset.values("ground_truth.label")
 
     completed = fetch_completed(client, project_id)
     assert sorted(t.task_id for t in completed) == sorted([task[0], task[1], task[4], task[5]])
     assert [(a.task_id, a.annotation_id, a.reason) for a in completed.invalid] == [
-        (task[3], bad.id, "class 'Bag' is not in the labeling config")]
+        (task[3], bad, "class 'Bag' is not in the labeling config")]
     assert completed.cancelled_annotations == 2 and completed.skipped_tasks == 1
     assert completed.skipped_task_ids == (task[2],), "the skipped task is named, so its round can return it"
     assert completed.unresolved_tasks == 1 and completed.foreign_tasks == 0
@@ -509,17 +481,20 @@ def test_annotate_fetch_and_ingest_with_provenance_idempotently(
     assert by_task[task[1]].label == "a & b <c>" and by_task[task[1]].agreement == pytest.approx(2 / 3)
     assert by_task[task[5]].label == "it's" and by_task[task[5]].agreement == 0.5 and by_task[task[5]].cancelled == 1
 
-    with monkeypatch.context() as patch:  # Label Studio Enterprise has no synchronous export: the task list
-        def no_export(*args, **kwargs):
-            raise ApiError(status_code=404, body={"detail": "use the async export API"})
+    if isinstance(client, LabelStudioClient):  # Label Studio Enterprise has no synchronous export: the task list
+        from label_studio_sdk.core.api_error import ApiError
 
-        patch.setattr(client.projects.exports, "download_sync", no_export)
-        assert fetch_completed(client, project_id) == completed
+        with monkeypatch.context() as patch:
+            def no_export(*args, **kwargs):
+                raise ApiError(status_code=404, body={"detail": "use the async export API"})
+
+            patch.setattr(client.sdk.projects.exports, "download_sync", no_export)
+            assert fetch_completed(client, project_id) == completed
 
     report = ingest(dataset, completed, "ground_truth", round_index=2, project_id=project_id)
     assert (report.new, report.changed, report.confirmed, report.unchanged) == (4, 3, 1, 0)
     assert report.invalid == 1 and report.invalid_reasons == {"class 'Bag' is not in the labeling config": 1}
-    assert [(a.sample_id, a.annotation_id) for a in report.invalid_annotations] == [(ids[3], bad.id)]
+    assert [(a.sample_id, a.annotation_id) for a in report.invalid_annotations] == [(ids[3], bad)]
     assert report.cancelled == 2 and report.skipped_tasks == 1 and report.missing_samples == 0
     assert report.marked_done == 2  # samples 0 and 1 were queued; 2 and 3 were not ingested
 
@@ -533,16 +508,16 @@ def test_annotate_fetch_and_ingest_with_provenance_idempotently(
     assert entry["old"] == "T-shirt/top" and entry["new"] == "Trouser" and entry["source"] == "label_studio"
     assert entry["who"] == me.email
     assert s0[PROVENANCE_FIELD]["previous_label"] == "T-shirt/top"
-    assert s0[PROVENANCE_FIELD]["annotation_ids"] == [a0.id]
+    assert s0[PROVENANCE_FIELD]["annotation_ids"] == [a0]
     prov = s1[PROVENANCE_FIELD]
     assert prov["project_id"] == project_id and prov["task_id"] == task[1] and prov["round"] == 2
-    assert prov["annotation_ids"] == [a.id for a in b]
+    assert prov["annotation_ids"] == b
     assert prov["annotator_ids"] == [me.id, ann2.id, ann3.id]
     assert prov["annotator_emails"] == [me.email, ann2.email, ann3.email]
     assert prov["agreement"] == pytest.approx(2 / 3) and prov["num_votes"] == 3
     assert prov["previous_label"] is None and prov["completed_at"] and prov["ingested_at"]
     assert s1[HISTORY_FIELD][0]["who"] == f"{me.email}, {ann2.email}, {ann3.email}"
-    assert dataset[ids[5]][PROVENANCE_FIELD]["annotation_ids"] == [a.id for a in t5]
+    assert dataset[ids[5]][PROVENANCE_FIELD]["annotation_ids"] == t5
     assert dataset[ids[4]][HISTORY_FIELD] in (None, [])  # confirmed: no change, but provenance
     assert dataset[ids[4]][PROVENANCE_FIELD]["label"] == before[4]
     statuses = dataset.values(REVIEW_STATUS_FIELD)
@@ -558,7 +533,7 @@ def test_annotate_fetch_and_ingest_with_provenance_idempotently(
     assert snapshot(dataset) == state
 
     # an annotator corrects an annotation: only that sample is ingested again, the history keeps both
-    client.annotations.update(a0.id, result=choice("it's"))
+    client.update_annotation(a0, choice("it's"))
     third = ingest(dataset, fetch_completed(client, project_id), "ground_truth", round_index=3,
                    project_id=project_id)
     assert (third.new, third.changed, third.unchanged) == (1, 1, 3)
@@ -571,13 +546,13 @@ def test_a_label_changed_while_ingesting_waits_for_the_next_ingest(dataset_name:
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """Another writer relabels a sample between the ingest's read and its bulk write: that sample is not written
     (its history would name the wrong old label) and not reported; the next ingest takes it, once."""
-    from active_learning.label_history import set_labels, write_sample_updates
+    from active_learning.store.label_history import set_labels, write_sample_updates
 
     dataset = make_dataset(dataset_name, tmp_path, 4)
     ids = dataset.values("id")
     stamp = "2026-01-01T00:00:00+00:00"
-    tasks = [ls_bridge.CompletedTask(task_id=10 + n, sample_id=sample_id, round_index=0, label="Trouser",
-                                     agreement=1.0, votes=(Vote(20 + n, "Trouser", 1, "a@example.com", stamp, stamp),))
+    tasks = [CompletedTask(task_id=10 + n, sample_id=sample_id, round_index=0, label="Trouser", agreement=1.0,
+                           votes=(Vote(20 + n, "Trouser", 1, "a@example.com", stamp, stamp),))
              for n, sample_id in enumerate(ids)]
 
     def meanwhile(*args, **kwargs):
@@ -585,7 +560,7 @@ def test_a_label_changed_while_ingesting_waits_for_the_next_ingest(dataset_name:
         set_labels(dataset, {ids[0]: "it's"}, source="panel", user="bob")  # the App's accept, say
         return write_sample_updates(*args, **kwargs)
 
-    monkeypatch.setattr(ls_bridge, "write_sample_updates", meanwhile)
+    monkeypatch.setattr(ingest_module, "write_sample_updates", meanwhile)
     report = ingest(dataset, tasks, "ground_truth", 0, 3)
     assert (report.new, report.changed, report.confirmed) == (3, 3, 0)
     assert dataset[ids[0]].ground_truth.label == "it's" and dataset[ids[0]][PROVENANCE_FIELD] is None
@@ -596,16 +571,13 @@ def test_a_label_changed_while_ingesting_waits_for_the_next_ingest(dataset_name:
     assert dataset[ids[0]][PROVENANCE_FIELD]["previous_label"] == "it's"
 
 
-@pytest.mark.labelstudio
-def test_ingest_reports_samples_that_left_the_dataset(
-    client, dataset_name: str, tmp_path: Path, label_studio: LabelStudioServer
-) -> None:
+def test_ingest_reports_samples_that_left_the_dataset(client, dataset_name: str, tmp_path: Path) -> None:
     dataset = make_dataset(dataset_name, tmp_path, 3)
     project_id = ensure_project(client, unique_title("missing"), CLASSES, dataset_name)
     task_ids = push_tasks(client, project_id, task_specs(dataset, round_index=0), media="upload")
     ids = dataset.values("id")
     for sample_id in ids:
-        client.annotations.create(task_ids[sample_id], result=choice("Trouser"))
+        client.create_annotation(task_ids[sample_id], choice("Trouser"))
     dataset.delete_samples([ids[0]])
     report = ingest(dataset, fetch_completed(client, project_id), "ground_truth", 0, project_id)
     assert report.new == 2 and report.missing_samples == 1
@@ -613,7 +585,7 @@ def test_ingest_reports_samples_that_left_the_dataset(
         ingest(dataset, [], "nope", 0, project_id)
 
 
-# ------------------------------------------------------------------------------------- failures
+# ------------------------------------------------------------------------------------- failures (the real adapter)
 
 
 def _segment(value: dict) -> str:
@@ -632,13 +604,12 @@ def forged_pat() -> str:
 def test_a_wrong_token_is_a_label_studio_error_without_the_token(
     label_studio: LabelStudioServer, dataset_name: str, wrong_key: str
 ) -> None:
-    from label_studio_sdk import LabelStudio
-
-    client = LabelStudio(base_url=f"{label_studio.url}/", api_key=wrong_key, timeout=10)
+    client = LabelStudioClient(LabelStudioSettings(url=label_studio.url, api_key=wrong_key, timeout=10))
     for call in (lambda: ensure_project(client, unique_title("token"), CLASSES, dataset_name),
                  lambda: push_tasks(client, 1, [], media="upload"),
                  lambda: fetch_completed(client, 1)):
-        with pytest.raises(LabelStudioError, match="refused the API key.*HTTP 401") as caught:
+        with pytest.raises(LabelStudioError, match="refused the (legacy token|personal access token) while "
+                                                   ".*HTTP 401") as caught:
             call()
         assert wrong_key not in full_error_text(caught.value)
 
@@ -646,9 +617,7 @@ def test_a_wrong_token_is_a_label_studio_error_without_the_token(
 @pytest.mark.parametrize("key", ["0123456789abcdef0123456789abcdef01234567", forged_pat()], ids=["legacy", "pat"])
 def test_a_server_that_is_down_is_a_label_studio_error(label_studio_down_url: str, dataset_name: str,
                                                         key: str) -> None:
-    from label_studio_sdk import LabelStudio
-
-    client = LabelStudio(base_url=f"{label_studio_down_url}/", api_key=key, timeout=10)
+    client = LabelStudioClient(LabelStudioSettings(url=label_studio_down_url, api_key=key, timeout=10))
     started = time.monotonic()
     for call in (lambda: ensure_project(client, unique_title("down"), CLASSES, dataset_name),
                  lambda: push_tasks(client, 1, [], media="upload"),
@@ -664,29 +633,30 @@ def test_a_server_that_is_down_is_a_label_studio_error(label_studio_down_url: st
 
 @pytest.mark.labelstudio
 def test_timing_of_a_thousand_tasks(
-    client, dataset_name: str, tmp_path: Path, label_studio: LabelStudioServer, capsys: pytest.CaptureFixture
+    label_studio: LabelStudioServer, dataset_name: str, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     """Measures (prints, does not assert) pushing 1,000 tasks and fetching + ingesting 1,000 annotations."""
+    client = real_client(label_studio)
     count = 1000
     dataset = make_dataset(dataset_name, tmp_path, count)
     project_id = ensure_project(client, unique_title("thousand"), CLASSES, dataset_name)
     specs = task_specs(dataset, round_index=0, model_version="m0")
+    root = str(label_studio.local_files_root)
 
     started = time.perf_counter()
-    task_ids = push_tasks(client, project_id, specs, document_root=str(label_studio.local_files_root))
+    task_ids = push_tasks(client, project_id, specs, document_root=root)
     push_seconds = time.perf_counter() - started
     started = time.perf_counter()
-    push_tasks(client, project_id, specs, document_root=str(label_studio.local_files_root))
+    push_tasks(client, project_id, specs, document_root=root)
     repush_seconds = time.perf_counter() - started
 
     # Label Studio Community has no bulk annotation call and takes ~0.35 s per annotation, so the 1,000
     # annotations are set up by importing the same tasks, annotated, into a second project (one call).
     annotated_id = ensure_project(client, unique_title("thousand annotated"), CLASSES, dataset_name)
     config = parse_labeling_config(labeling_config(CLASSES))
-    root = str(label_studio.local_files_root)
-    payload = [{**ls_bridge.task_payload(spec, local_files_url(spec.filepath, root), config),
+    payload = [{**task_payload(spec, local_files_url(spec.filepath, root), config),
                 "annotations": [{"result": choice(CLASSES[i % len(CLASSES)])}]} for i, spec in enumerate(specs)]
-    client.projects.import_tasks(id=annotated_id, request=payload)
+    client.import_tasks(annotated_id, payload)
 
     started = time.perf_counter()
     completed = fetch_completed(client, annotated_id)

@@ -13,7 +13,7 @@ import sklearn.utils.validation
 from sklearn.linear_model import LogisticRegression
 
 from active_learning.errors import DataError, InputError
-from active_learning.modal_compat import (
+from active_learning.loop.modal_compat import (
     MODAL_CALL_SITES,
     ProbaModel,
     ensure_modal_compatible,

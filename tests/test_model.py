@@ -1,4 +1,4 @@
-"""The fixed model (active_learning.model) on real torch, CPU: learning, determinism, persistence, K-fold."""
+"""The fixed model (active_learning.model.fixed) on real torch, CPU: learning, determinism, persistence, K-fold."""
 
 from __future__ import annotations
 
@@ -9,24 +9,16 @@ import numpy as np
 import pytest
 
 from active_learning.errors import DataError, ModelError
-from active_learning.images import arrays_to_model_input
-from active_learning.augment import random_flip, random_translate, shifted, tta_views, view_of
-from active_learning.model import (RECIPES, FixedModel, Recipe, cross_val_proba, default_recipe, default_tta_px,
-                                   epochs_for, named_recipe, recipe_fingerprint)
+from active_learning.data.images import arrays_to_model_input
+from active_learning.model.augment import random_flip, random_translate, shifted, tta_views, view_of
+from active_learning.model.fixed import (RECIPES, FixedModel, Recipe, default_recipe, default_tta_px, epochs_for,
+                                         named_recipe, recipe_fingerprint)
+from active_learning.model.splits import cross_val_proba
 
 TINY = Recipe(epochs=1, batch_size=32)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models on a shared 2-core machine: with one thread they avoid OpenMP waits that make them ~10x slower
-    when other processes hold the cores. Restored afterwards."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # the fixture is in conftest.py
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +139,7 @@ def test_checkpoints_are_content_addressed_and_never_replaced_in_place(trained: 
 
 
 def test_temp_files_name_their_writer() -> None:
-    from active_learning.model import temp_file_writer
+    from active_learning.model.checkpoints import temp_file_writer
 
     assert temp_file_writer("/x/.curation_model.4242.0badf00d.tmp") == 4242
     assert temp_file_writer("/x/.my.model.7.0badf00d.tmp") == 7
@@ -266,7 +258,7 @@ def test_cross_val_refuses_small_classes(digits) -> None:
         cross_val_proba(images[:60], labels, 10, folds=2, recipe=TINY)
     assert "--folds" not in str(info.value)  # one sample cannot be split into any number of folds
     labels[np.flatnonzero(labels == 8)[0]] = 7  # two samples: 2 folds would do
-    with pytest.raises(DataError, match=r"Classes \[7\] have fewer labeled samples than folds \(3\).*--folds 2"):
+    with pytest.raises(DataError, match=r"Classes \[7\] have fewer labeled samples than folds \(3\).*`folds=2`"):
         cross_val_proba(images[:60], labels, 10, folds=3, recipe=TINY)
     with pytest.raises(DataError, match="at least 2 folds"):
         cross_val_proba(images[:60], labels, 10, folds=1, recipe=TINY)
@@ -371,7 +363,7 @@ def test_photo_recipe_is_deterministic_on_cpu(photos) -> None:
 def test_whitening_decorrelates_the_patches(photos) -> None:
     import torch
 
-    from active_learning.networks import PHOTO_NET, build_network, init_whitening
+    from active_learning.model.networks import PHOTO_NET, build_network, init_whitening
 
     images, _ = photos
     net = build_network(PHOTO_NET, 3, (8, 16, 32))
@@ -441,7 +433,7 @@ def test_streaming_from_the_disk_cache_gives_the_same_probabilities(photos, tmp_
     DataLoader with worker processes): identical probabilities, and the cache is built once and reused."""
     from PIL import Image
 
-    from active_learning.image_source import ImageRows, cached_images, load_view_images
+    from active_learning.data.image_source import ImageRows, cached_images, load_view_images
 
     images, labels = photos
     paths = []

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from active_learning.errors import DataError, InputError
 from curation_checks.base import CheckInputs
-from curation_checks.near_duplicates import NearDuplicates, cosine_neighbors
+from curation_checks.near_duplicates import NearDuplicates
+from curation_checks.neighbours import cosine_neighbors
 from curation_checks.registry import REGISTRY
 
 
@@ -155,7 +156,7 @@ def test_invariants(n, dim, copies, seed):
 def test_run_check_against_mongodb(dataset_name):
     import fiftyone as fo
 
-    from active_learning.runs import load_run
+    from active_learning.store.runs import load_run
     from curation_checks.io import run_check
 
     embeddings, groups = embeddings_with_copies(n=60, dim=16, seed=4)

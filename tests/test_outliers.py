@@ -94,7 +94,7 @@ def test_invariants(n, dim, k, seed):
 def test_run_check_against_mongodb(dataset_name):
     import fiftyone as fo
 
-    from active_learning.runs import load_run
+    from active_learning.store.runs import load_run
     from curation_checks.io import run_check
 
     embeddings, planted = clustered_with_outliers(per_cluster=30, clusters=2, outliers=2, seed=3)

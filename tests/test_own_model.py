@@ -18,7 +18,7 @@ def digits_with_features(dataset_name):
     import fiftyone as fo
     from sklearn.datasets import load_digits
 
-    from active_learning.importers import import_dataset
+    from active_learning.data.importers import import_dataset
 
     import_dataset(dataset_name, progress=False)  # no data path: scikit-learn's bundled digits
     dataset = fo.load_dataset(dataset_name)
@@ -46,10 +46,10 @@ def digits_with_features(dataset_name):
 
 
 def test_embeddings_head_gives_out_of_sample_probabilities(digits_with_features):
-    from active_learning.own_model import Head, compute_head_outputs
-    from active_learning.predictions import DEFAULT_RUN_KEY
-    from active_learning.runs import load_run
-    from curation_checks.pipelines import find_label_issues
+    from active_learning.model.own_model import Head, compute_head_outputs
+    from active_learning.model.outputs import DEFAULT_RUN_KEY
+    from active_learning.store.runs import load_run
+    from curation_checks.label_issues import find_label_issues
 
     dataset = digits_with_features
     train, test = dataset.match_tags("train"), dataset.match_tags("test")
@@ -71,7 +71,7 @@ def test_embeddings_head_gives_out_of_sample_probabilities(digits_with_features)
 
 def test_bad_embeddings_fields_are_clear_errors(digits_with_features):
     from active_learning.errors import DataError
-    from active_learning.own_model import compute_head_outputs
+    from active_learning.model.own_model import compute_head_outputs
 
     dataset = digits_with_features
     with pytest.raises(DataError, match="no field 'nope'.*compute_embeddings"):
@@ -85,9 +85,9 @@ def test_bad_embeddings_fields_are_clear_errors(digits_with_features):
 
 
 def test_predictions_field_logits_and_confidence(digits_with_features):
-    from active_learning.own_model import import_predictions, predictions_to_proba
-    from active_learning.predictions import DEFAULT_RUN_KEY
-    from active_learning.runs import load_run
+    from active_learning.model.own_model import import_predictions, predictions_to_proba
+    from active_learning.model.outputs import DEFAULT_RUN_KEY
+    from active_learning.store.runs import load_run
 
     dataset = digits_with_features
     train = dataset.match_tags("train")
@@ -125,8 +125,8 @@ def test_cli_says_when_the_model_is_too_weak_and_not_when_it_is_strong(digits_wi
 def test_operators_offer_and_use_your_own_embeddings_and_predictions(digits_with_features):
     import fiftyone.operators as foo
 
-    from active_learning.predictions import DEFAULT_RUN_KEY
-    from active_learning.runs import load_run
+    from active_learning.model.outputs import DEFAULT_RUN_KEY
+    from active_learning.store.runs import load_run
     from test_plugin import resolve_inputs
 
     plugin = "@curation/fiftyone-curation"

@@ -42,7 +42,7 @@ def run_fiftyone_cli(args: list[str], timeout: float = 180) -> subprocess.Comple
 @pytest.fixture
 def digits(dataset_name: str):
     """The digits dataset (1,797 samples tagged train/test) under a unique name."""
-    from active_learning.importers import import_dataset
+    from active_learning.data.importers import import_dataset
 
     return import_dataset(dataset_name, None, progress=False)
 
@@ -152,7 +152,7 @@ def test_list_operators_api() -> None:
 # -- (c) execution through FiftyOne's executor ----------------------------------------------------------------
 def test_execute_run_check_writes_fields_and_run(digits) -> None:
     import fiftyone.operators as foo
-    from active_learning.runs import load_run
+    from active_learning.store.runs import load_run
 
     result = foo.execute_operator(RUN_CHECK, ctx={
         "dataset": digits.name, "params": {"check": "class_balance", "label_field": "ground_truth"}})
@@ -181,7 +181,7 @@ def test_execute_run_check_writes_fields_and_run(digits) -> None:
 
 def test_execute_run_check_on_a_view(digits) -> None:
     import fiftyone.operators as foo
-    from active_learning.runs import load_run
+    from active_learning.store.runs import load_run
 
     test_view = digits.match_tags("test")
     num_test = len(test_view)
@@ -199,8 +199,8 @@ def test_execute_run_check_on_a_view(digits) -> None:
 def test_execute_model_outputs_on_the_test_view_trained_on_the_train_tag(digits) -> None:
     """The operator's disjoint-split choice: the test view scored by a model trained on the samples tagged train."""
     import fiftyone.operators as foo
-    from active_learning.predictions import PROBS_FIELD
-    from active_learning.runs import load_run
+    from active_learning.model.outputs import PROBS_FIELD
+    from active_learning.store.runs import load_run
 
     test_view = digits.match_tags("test")
     choices = resolve_inputs(COMPUTE_MODEL_OUTPUTS, digits.name).type.properties["fit_tag"].type.values

@@ -1,4 +1,4 @@
-"""Model outputs over FiftyOne views (active_learning.predictions) on a small real digits dataset in MongoDB."""
+"""Model outputs over FiftyOne views (active_learning.model.outputs) on a small real digits dataset in MongoDB."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import pytest
 import fiftyone as fo
 
 from active_learning.errors import DataError, ModelError
-from active_learning.images import load_images
-from active_learning.importers import import_dataset
-from active_learning.model import DEFAULT_TTA_PX, Recipe, file_sha256
-from active_learning.predictions import (
+from active_learning.data.images import load_images
+from active_learning.data.importers import import_dataset
+from active_learning.model.fixed import DEFAULT_TTA_PX, Recipe, file_sha256
+from active_learning.model.outputs import (
     DEFAULT_RUN_KEY,
     EMBEDDING_FIELD,
     PREDICTION_FIELD,
@@ -25,22 +25,10 @@ from active_learning.predictions import (
     load_model,
     read_probs,
 )
-from active_learning.runs import load_run
+from active_learning.store.runs import load_run
 
 RECIPE = Recipe(epochs=2, batch_size=32)
 NUM_TRAIN, NUM_UNLABELED, NUM_TEST = 300, 20, 100
-
-
-@pytest.fixture(scope="module")
-def one_torch_thread():
-    """Tiny models on a shared 2-core machine: with one thread they avoid OpenMP waits that make them ~10x slower
-    when other processes hold the cores. Restored afterwards."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +144,7 @@ def test_collect_checkpoints_deletes_only_what_no_run_references(dataset_name: s
     import os
     import time
 
-    from active_learning.runs import record_run
+    from active_learning.store.runs import record_run
 
     dataset = fo.Dataset(dataset_name)
     folder = checkpoint_dir(dataset)
@@ -260,7 +248,7 @@ def test_disjoint_split_scores_the_view_with_models_trained_elsewhere(computed) 
     assert "trained on a disjoint view" in config["probabilities"] and config["seeds"] == [0, 1]
 
     # The stored probabilities are the mean of the two seeds' models, each trained on the fit view only.
-    from active_learning.model import FixedModel
+    from active_learning.model.fixed import FixedModel
 
     fit_images = load_images(fit_view.values("filepath"), RECIPE.image_size)
     classes = dataset.default_classes
@@ -296,7 +284,7 @@ def test_disjoint_split_refuses_an_overlap_or_an_empty_fit_view(computed) -> Non
 def test_tta_averages_the_stored_probabilities_over_shifts_and_is_recorded(computed) -> None:
     """``tta_px=1``: a model trained on the fit view scores the test view; the stored rows and the test accuracy
     are the model's 9-shift averages, not its plain probabilities; the run and the summary say so."""
-    from active_learning.model import FixedModel
+    from active_learning.model.fixed import FixedModel
 
     dataset, view, test_view, *_ = computed
     fit_view = view.exists("ground_truth")
@@ -328,6 +316,6 @@ def test_bad_tta_px_is_refused_before_anything_is_written(computed, tta_px) -> N
     from active_learning.errors import InputError
 
     dataset, view, *_ = computed
-    with pytest.raises(InputError, match="tta_px must be an integer from 0"):
+    with pytest.raises(InputError, match="`tta_px` must be an integer from 0"):
         compute_model_outputs(view, folds=2, recipe=RECIPE, run_key="refused", tta_px=tta_px)
     assert "refused" not in dataset.list_runs()

@@ -2,7 +2,7 @@
 of an import and in the middle of a bulk label write, and nothing lost or duplicated.
 
 Each writer runs in its own process against ``mongodb://...?replicaSet=rs0`` (what users set in
-``FIFTYONE_DATABASE_URI``), stops at a named pause point (``active_learning.faults``), the test kills the primary
+``FIFTYONE_DATABASE_URI``), stops at a named pause point (``active_learning.store.faults``), the test kills the primary
 there, and the writer goes on: its next writes wait for the election and the driver retries them.
 """
 
@@ -127,7 +127,7 @@ print(json.dumps({"n": len(dataset), "files": files, "labels": labels,
 RELABEL = """
 import sys
 import fiftyone as fo
-from active_learning.label_history import set_labels
+from active_learning.store.label_history import set_labels
 dataset = fo.load_dataset(sys.argv[1])
 ids, labels = dataset.values(["id", "ground_truth.label"])
 classes = dataset.default_classes

@@ -20,8 +20,8 @@ from typing import Iterator
 import pytest
 
 from active_learning.errors import LabelStudioError
-from active_learning.label_studio import LabelStudioSettings, connect
-from active_learning.ls_bridge import ensure_project
+from active_learning.label_studio.connection import LabelStudioSettings, connect
+from active_learning.label_studio.projects import ensure_project
 from test_label_studio_connection import make_jwt
 
 RUN = 12  # the longest run of a secret's characters allowed in any output
@@ -113,7 +113,7 @@ def test_calls_after_connecting_print_nothing_of_the_tokens(echo_server, dataset
 @pytest.mark.parametrize("start", [0, 150, 580, 595, 640])
 def test_masking_runs_before_shortening_wherever_the_token_falls(start: int) -> None:
     """The old bug: the message was cut to 200 characters first, so a token straddling the cut never matched."""
-    from active_learning.label_studio import DETAIL_LIMIT, secret_fragments, server_detail
+    from active_learning.label_studio.api import DETAIL_LIMIT, secret_fragments, server_detail
 
     pat, access = _token("refresh"), _token("access")
     echoed = "x" * start + f" Authorization: Bearer {access} refresh={pat} " + "y" * 300

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import tracemalloc
+from collections.abc import Iterator
 from types import SimpleNamespace
 
 import numpy as np
@@ -13,20 +15,21 @@ from hypothesis.extra.numpy import arrays
 from scipy.spatial.distance import cdist
 
 from active_learning.errors import DataError, InputError
-from active_learning.modal_compat import modal_batch
-from active_learning.strategies import (
+from active_learning.loop.diversity import badge, k_center_greedy, margin_diverse, ranked_batch
+from active_learning.loop.modal_compat import modal_batch
+from active_learning.loop.strategies import (
+    ARRAYS,
+    INPUTS,
+    POOL_ARRAYS,
+    REGISTRY,
     REQUIRES,
     STRATEGIES,
-    badge,
-    entropy,
-    k_center_greedy,
-    least_confidence,
-    margin,
-    margin_diverse,
+    QueryStrategy,
+    get_strategy,
     random_sampling,
-    ranked_batch,
     select,
 )
+from active_learning.loop.uncertainty import entropy, least_confidence, margin
 
 # ------------------------------------------------------------------------------------ independent score formulas
 
@@ -94,7 +97,7 @@ def test_uncertainty_strategy_matches_numpy_formula(name: str, seed: int) -> Non
     strategy, score = UNCERTAINTY[name]
     probs = random_probs(seed, n_pool=400, n_classes=10)
     expected = np.argsort(-score(probs), kind="stable")[:25]
-    np.testing.assert_array_equal(strategy(probs, None, 25), expected)
+    np.testing.assert_array_equal(strategy(probs, 25), expected)
     np.testing.assert_array_equal(select(name, probs, None, 25), expected)
 
 
@@ -102,12 +105,12 @@ def test_uncertainty_strategy_matches_numpy_formula(name: str, seed: int) -> Non
 @given(probs=probability_pools(), n=st.integers(1, 50), seed=st.integers(0, 2**32 - 1))
 def test_uncertainty_strategies_properties(probs: np.ndarray, n: int, seed: int) -> None:
     for name, (strategy, score) in UNCERTAINTY.items():
-        picked = strategy(probs, None, n, seed)
+        picked = select(name, probs, None, n, seed)
         assert picked.dtype == np.intp
         assert len(picked) == min(n, len(probs))
         assert len(set(picked.tolist())) == len(picked)
         assert ((picked >= 0) & (picked < len(probs))).all()
-        np.testing.assert_array_equal(strategy(probs, None, n, seed), picked)
+        np.testing.assert_array_equal(strategy(probs, n), picked)
         # the picked are the top-n by the score, in order (tolerance: modAL's float order may differ by an ulp)
         scores = score(probs)
         rest = np.setdiff1d(np.arange(len(probs)), picked)
@@ -122,12 +125,12 @@ def test_ties_lowest_index_first(name: str) -> None:
     unsure = [0.4, 0.3, 0.3]
     probs = np.array([confident, unsure, confident, unsure, unsure, confident])
     strategy, _ = UNCERTAINTY[name]
-    np.testing.assert_array_equal(strategy(probs, None, 2), [1, 3])
-    np.testing.assert_array_equal(strategy(probs, None, 6), [1, 3, 4, 0, 2, 5])
+    np.testing.assert_array_equal(strategy(probs, 2), [1, 3])
+    np.testing.assert_array_equal(strategy(probs, 6), [1, 3, 4, 0, 2, 5])
 
 
 def test_margin_with_one_class_returns_first_indices() -> None:
-    np.testing.assert_array_equal(margin(np.ones((5, 1)), None, 3), [0, 1, 2])
+    np.testing.assert_array_equal(margin(np.ones((5, 1)), 3), [0, 1, 2])
 
 
 # ------------------------------------------------------------------------------------------------------ random
@@ -135,21 +138,19 @@ def test_margin_with_one_class_returns_first_indices() -> None:
 
 def test_random_is_seed_deterministic_and_distinct() -> None:
     probs = random_probs(0, n_pool=50, n_classes=3)
-    first = random_sampling(probs, None, 20, random_state=7)
-    np.testing.assert_array_equal(first, random_sampling(probs, None, 20, random_state=7))
-    assert not np.array_equal(first, random_sampling(probs, None, 20, random_state=8))
+    first = select("random", probs, None, 20, random_state=7)
+    np.testing.assert_array_equal(first, random_sampling(50, 20, random_state=7))
+    assert not np.array_equal(first, random_sampling(50, 20, random_state=8))
     assert len(set(first.tolist())) == 20
-    np.testing.assert_array_equal(
-        random_sampling(None, np.zeros((50, 2)), 20, random_state=7), first
-    )  # only the pool size matters
-    assert sorted(random_sampling(probs, None, 500, random_state=1).tolist()) == list(range(50))
+    np.testing.assert_array_equal(select("random", None, np.zeros((50, 2)), 20, 7), first)  # only the pool size
+    assert sorted(random_sampling(50, 500, random_state=1).tolist()) == list(range(50))
 
 
 def test_random_is_uniform() -> None:
     pool, n, draws = 10, 3, 2000
     counts = np.zeros(pool)
     for seed in range(draws):
-        counts[random_sampling(None, np.zeros((pool, 1)), n, random_state=seed)] += 1
+        counts[random_sampling(pool, n, random_state=seed)] += 1
     expected = draws * n / pool  # 600; sd ~ 20
     assert np.abs(counts - expected).max() < 100, counts
 
@@ -161,7 +162,7 @@ def test_random_is_uniform() -> None:
 def test_k_center_covers_every_cluster_before_repeating(seed: int) -> None:
     sizes = (40, 5, 100, 1, 17, 60)
     points, cluster = planted_clusters(seed, sizes)
-    picked = k_center_greedy(None, points, 2 * len(sizes), random_state=seed)
+    picked = k_center_greedy(points, 2 * len(sizes), random_state=seed)
     assert sorted(cluster[picked[: len(sizes)]].tolist()) == list(range(len(sizes)))
     assert len(set(picked.tolist())) == len(picked)
 
@@ -169,14 +170,14 @@ def test_k_center_covers_every_cluster_before_repeating(seed: int) -> None:
 def test_k_center_starts_from_the_labeled_set() -> None:
     points, cluster = planted_clusters(0, (30, 30, 30, 30))
     labeled = points[cluster <= 1][:5]  # clusters 0 and 1 are already labeled
-    picked = k_center_greedy(None, points, 2, labeled_embeddings=labeled)
+    picked = k_center_greedy(points, 2, labeled_embeddings=labeled)
     assert sorted(cluster[picked].tolist()) == [2, 3]
 
 
 def test_k_center_each_pick_is_the_farthest_point() -> None:
     rng = np.random.default_rng(5)
     points, labeled = rng.normal(size=(120, 4)), rng.normal(size=(7, 4))
-    picked = k_center_greedy(None, points, 15, labeled_embeddings=labeled)
+    picked = k_center_greedy(points, 15, labeled_embeddings=labeled)
     centers = list(labeled)
     for index in picked:
         nearest = cdist(points, np.array(centers)).min(axis=1)
@@ -186,14 +187,14 @@ def test_k_center_each_pick_is_the_farthest_point() -> None:
 
 def test_k_center_duplicates_never_repeat_a_pick() -> None:
     points = np.zeros((6, 3))
-    picked = k_center_greedy(None, points, 10, random_state=0)
+    picked = k_center_greedy(points, 10, random_state=0)
     assert sorted(picked.tolist()) == list(range(6))
 
 
 def test_k_center_memory_is_linear_in_the_pool() -> None:
     points = np.random.default_rng(0).normal(size=(4000, 16))
     tracemalloc.start()
-    k_center_greedy(None, points, 20, random_state=0, labeled_embeddings=points[:50])
+    k_center_greedy(points, 20, random_state=0, labeled_embeddings=points[:50])
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert peak < 8 * 4000 * 150, peak  # ~ (pool, n_labeled + a few) floats; a (pool, pool) matrix: 128 MB
@@ -207,12 +208,12 @@ def test_k_center_memory_is_linear_in_the_pool() -> None:
 )
 def test_diversity_strategies_properties(points: np.ndarray, n: int, seed: int) -> None:
     probs = np.full((len(points), 2), 0.5)
-    for strategy in (k_center_greedy, ranked_batch):
-        picked = strategy(probs, points, n, seed)
+    for name in ("k_center_greedy", "ranked_batch"):
+        picked = select(name, probs, points, n, seed)
         assert len(picked) == min(n, len(points))
         assert len(set(picked.tolist())) == len(picked)
         assert ((picked >= 0) & (picked < len(points))).all()
-        np.testing.assert_array_equal(strategy(probs, points, n, seed), picked)
+        np.testing.assert_array_equal(select(name, probs, points, n, seed), picked)
 
 
 # ------------------------------------------------------------------------------------------------ ranked batch
@@ -264,7 +265,7 @@ def two_confusions(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def test_margin_diverse_spreads_the_batch_over_both_confusions() -> None:
     probs, points, group = two_confusions()
-    assert group[margin(probs, points, 2)].tolist() == [0, 0]  # plain margin: two near-copies
+    assert group[margin(probs, 2)].tolist() == [0, 0]  # plain margin: two near-copies
     picked = margin_diverse(probs, points, 2, random_state=0)
     assert sorted(group[picked].tolist()) == [0, 1]
     assert picked[0] != picked[1]
@@ -276,7 +277,7 @@ def test_margin_diverse_picks_only_among_the_prefiltered_margins() -> None:
     probs, points, group = two_confusions()
     picked = margin_diverse(probs, points, 2, random_state=0, prefilter=5)  # 10 candidates: group A only
     assert group[picked].tolist() == [0, 0]
-    assert set(margin_diverse(probs, points, 4, random_state=3).tolist()) <= set(margin(probs, points, 40).tolist())
+    assert set(margin_diverse(probs, points, 4, random_state=3).tolist()) <= set(margin(probs, 40).tolist())
 
 
 @settings(max_examples=25, deadline=None)
@@ -290,7 +291,7 @@ def test_margin_diverse_properties(n_pool: int, n: int, seed: int) -> None:
     assert len(set(picked.tolist())) == len(picked)
     np.testing.assert_array_equal(margin_diverse(probs, points, n, random_state=seed), picked)
     if n_pool <= n:
-        np.testing.assert_array_equal(picked, margin(probs, None, n))
+        np.testing.assert_array_equal(picked, margin(probs, n))
 
 
 @pytest.mark.parametrize("prefilter", [0, -1, 1.5, True])
@@ -344,30 +345,111 @@ def test_badge_properties(n_pool: int, n: int, seed: int) -> None:
     np.testing.assert_array_equal(badge(probs, points, n, random_state=seed), picked)
 
 
+# ------------------------------------------------------------------------------- registry: declarations hold
+
+
+def declaration_fixture(seed: int, labeled: bool) -> dict[str, object]:
+    """Every input a strategy can read, for a 24-item pool; a labeled set of 40 weighs uncertainty heavily."""
+    rng = np.random.default_rng(seed)
+    return {"probs": random_probs(seed, n_pool=24, n_classes=4), "embeddings": rng.normal(size=(24, 3)),
+            "labeled_embeddings": rng.normal(size=(40, 3)) if labeled else None, "random_state": seed}
+
+
+def select_with(name: str, inputs: dict[str, object], n: int = 5) -> np.ndarray:
+    return select(name, inputs["probs"], inputs["embeddings"], n, inputs["random_state"],  # type: ignore[arg-type]
+                  labeled_embeddings=inputs["labeled_embeddings"])  # type: ignore[arg-type]
+
+
+def only(strategy: QueryStrategy, inputs: dict[str, object]) -> dict[str, object]:
+    """``inputs`` with everything the strategy does not declare missing (None); the pool size comes from ``probs``
+    for a strategy that reads no pool array."""
+    kept = {key: (value if key in strategy.reads else None) for key, value in inputs.items()}
+    if not strategy.reads & POOL_ARRAYS:
+        kept["probs"] = inputs["probs"]
+    return kept
+
+
+def test_registry_lists_every_strategy_and_derives_what_the_loop_computes() -> None:
+    names = {"random", "least_confidence", "margin", "entropy", "ranked_batch", "k_center_greedy", "margin_diverse",
+             "badge"}
+    assert [strategy.name for strategy in REGISTRY] == list(STRATEGIES) and set(STRATEGIES) == names
+    assert dict(REQUIRES) == {strategy.name: strategy.reads & ARRAYS for strategy in REGISTRY}
+    with pytest.raises(TypeError):
+        REQUIRES["margin"] = frozenset()  # type: ignore[index]  # read-only: the registrations are the one source
+    for strategy in REGISTRY:
+        assert strategy.reads <= INPUTS, strategy.name
+        assert get_strategy(strategy.name) is strategy
+
+
+@pytest.mark.parametrize("strategy", REGISTRY, ids=lambda strategy: strategy.name)
+def test_a_declaration_names_exactly_the_inputs_its_function_takes(strategy: QueryStrategy) -> None:
+    assert strategy.reads == INPUTS & set(inspect.signature(strategy.function).parameters)
+    for key in INPUTS:  # one input too many or too few is refused at registration
+        with pytest.raises(TypeError, match=f"{strategy.name}' declares"):
+            QueryStrategy(strategy.name, strategy.function, strategy.reads ^ {key})
+
+
+@pytest.mark.parametrize("strategy", REGISTRY, ids=lambda strategy: strategy.name)
+@pytest.mark.parametrize("labeled", [False, True])
+def test_the_declared_inputs_suffice_and_the_others_are_never_read(strategy: QueryStrategy, labeled: bool) -> None:
+    for seed in range(3):
+        inputs = declaration_fixture(seed, labeled)
+        declared = select_with(strategy.name, only(strategy, inputs), n=30)
+        assert sorted(declared.tolist()) == list(range(24)), strategy.name  # n > pool: the whole pool, ranked
+        other = declaration_fixture(seed + 100, labeled=True)  # other values for every undeclared input
+        mixed = {key: (value if key in strategy.reads else other[key]) for key, value in inputs.items()}
+        np.testing.assert_array_equal(select_with(strategy.name, mixed), select_with(strategy.name, inputs))
+
+
+@pytest.mark.parametrize("strategy", REGISTRY, ids=lambda strategy: strategy.name)
+def test_each_declared_pool_array_is_required(strategy: QueryStrategy) -> None:
+    inputs = declaration_fixture(0, labeled=True)
+    for array in strategy.reads & POOL_ARRAYS:
+        what = {"probs": "predicted probabilities", "embeddings": "embeddings"}[array]
+        with pytest.raises(DataError, match=f"{strategy.name}' needs {what}"):
+            select_with(strategy.name, {**inputs, array: None})
+
+
+def changed_inputs(key: str) -> Iterator[tuple[dict[str, object], dict[str, object]]]:
+    """Pairs of inputs that differ only in ``key`` (the labeled set: given vs missing)."""
+    for seed in range(4):
+        for labeled in (True, False):
+            inputs = declaration_fixture(seed, labeled)
+            if key != "labeled_embeddings":
+                yield inputs, {**inputs, key: declaration_fixture(seed + 100, labeled)[key]}
+            elif labeled:
+                yield inputs, {**inputs, key: None}
+
+
+@pytest.mark.parametrize("strategy", REGISTRY, ids=lambda strategy: strategy.name)
+def test_each_declared_input_changes_the_picks(strategy: QueryStrategy) -> None:
+    """A declared input the function ignores would make the loop compute it for nothing."""
+    for key in strategy.reads - {"pool_size"}:
+        assert any(
+            not np.array_equal(select_with(strategy.name, first), select_with(strategy.name, second))
+            for first, second in changed_inputs(key)
+        ), f"{strategy.name} declares {key} but its picks never depend on it"
+
+
+@pytest.mark.parametrize("strategy", REGISTRY, ids=lambda strategy: strategy.name)
+def test_select_passes_everything_the_function_can_use(strategy: QueryStrategy) -> None:
+    """Called directly with every input it accepts, the function picks what ``select`` picks."""
+    parameters = set(inspect.signature(strategy.function).parameters)
+    for labeled in (False, True):
+        inputs = {**declaration_fixture(1, labeled), "pool_size": 24}
+        direct = strategy.function(n=5, **{key: value for key, value in inputs.items() if key in parameters})
+        np.testing.assert_array_equal(select_with(strategy.name, inputs), direct)
+
+
 # ------------------------------------------------------------------------------------------- registry, errors
 
 
-def test_registry_lists_every_strategy_and_what_it_needs() -> None:
-    names = {"random", "least_confidence", "margin", "entropy", "ranked_batch", "k_center_greedy", "margin_diverse",
-             "badge"}
-    assert set(STRATEGIES) == names
-    assert set(REQUIRES) == names
-    probs = random_probs(0, n_pool=30, n_classes=3)
-    points = np.random.default_rng(0).normal(size=(30, 4))
-    for name, needs in REQUIRES.items():
-        picked = select(
-            name,
-            probs if "probs" in needs or not needs else None,
-            points if "embeddings" in needs else None,
-            50,
-            random_state=0,
-        )
-        assert sorted(picked.tolist()) == list(range(30)), name  # n > pool: the whole pool, ranked
-
-
-def test_unknown_name() -> None:
-    with pytest.raises(InputError, match="Unknown query strategy 'bald'.*entropy"):
-        select("bald", np.full((3, 2), 0.5), None, 1)
+@pytest.mark.parametrize("name", ["bald", "", "Margin", None, 3])
+def test_unknown_name(name: object) -> None:
+    with pytest.raises(InputError, match=f"Unknown query strategy {name!r}.*badge, entropy, k_center_greedy"):
+        select(name, np.full((3, 2), 0.5), None, 1)  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="choose one of"):
+        get_strategy(name)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("n", [0, -3, 1.5, True, "2"])
@@ -383,15 +465,12 @@ def test_empty_pool(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(STRATEGIES))
-def test_nan_inputs(name: str) -> None:
-    probs = np.full((4, 2), 0.5)
-    points = np.zeros((4, 3))
-    if REQUIRES[name] and "probs" not in REQUIRES[name]:
-        points[2, 1] = np.nan
-    else:
-        probs[2, 0] = np.nan
+@pytest.mark.parametrize("broken", ["probs", "embeddings", "labeled_embeddings"])
+def test_nan_inputs_are_refused_even_where_not_read(name: str, broken: str) -> None:
+    arrays = {"probs": np.full((4, 2), 0.5), "embeddings": np.zeros((4, 3)), "labeled_embeddings": np.zeros((2, 3))}
+    arrays[broken][1, 1] = np.nan
     with pytest.raises(DataError, match="NaN"):
-        select(name, probs, points, 2)
+        select(name, arrays["probs"], arrays["embeddings"], 2, labeled_embeddings=arrays["labeled_embeddings"])
 
 
 @pytest.mark.parametrize(
@@ -399,6 +478,7 @@ def test_nan_inputs(name: str) -> None:
     [
         ("ranked_batch", np.full((4, 2), 0.5), np.zeros((5, 3)), None, "different sizes"),
         ("random", np.full((4, 2), 0.5), np.zeros((5, 3)), None, "different sizes"),
+        ("k_center_greedy", np.full((4, 2), 0.5), np.zeros((5, 3)), None, "different sizes"),
         ("entropy", np.full(4, 0.5), None, None, "2-D"),
         ("entropy", np.full((4, 2), 0.7), None, None, "sum to 1"),
         ("entropy", np.array([[2.0, -1.0]]), None, None, r"\[0, 1\]"),
