@@ -258,3 +258,18 @@ def test_import_again_after_losing_media_rewrites_the_images(dataset_name, cli_e
 def test_bad_options_are_errors_not_tracebacks(argv, message, cli_env):
     result = run_cli(argv, cli_env)
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_library_settings_become_this_clis_flags() -> None:
+    """Library messages name settings (an App user has no flags); the CLI turns the ones it has into its flags."""
+    from curation_cli.cli import build_parser
+    from curation_cli.common import cli_message, option_strings
+
+    flags = option_strings(build_parser())
+    message = ("Classification fields: ['ground_truth']. Set `label_field` to one of them; rerun with "
+               "`new_project=True`, pass `folds=3` and `device='cpu'`, or `fill=False`; `n_groups=0`; "
+               "`model_probs` is a field, `label_field=None` skips it.")
+    assert cli_message(message, flags) == (
+        "Classification fields: ['ground_truth']. Set --label-field to one of them; rerun with --new-project, "
+        "pass --folds 3 and --device cpu, or --no-fill; --groups 0; `model_probs` is a field, --label-field '' "
+        "skips it.")

@@ -195,7 +195,7 @@ def test_empty_view_is_refused(computed) -> None:
 
 def test_missing_label_field_names_the_available_ones(computed) -> None:
     dataset, view, *_ = computed
-    with pytest.raises(DataError, match="has no field 'labels'.*'ground_truth'.*--label-field") as info:
+    with pytest.raises(DataError, match="has no field 'labels'.*'ground_truth'.*Set `label_field`") as info:
         compute_model_outputs(view, label_field="labels", folds=2, recipe=RECIPE, run_key="refused")
     assert PREDICTION_FIELD in str(info.value)  # every Classification field is offered
     with pytest.raises(DataError, match="is not a Classification field"):
