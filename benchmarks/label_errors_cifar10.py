@@ -43,6 +43,16 @@ def flag_scores(flag: np.ndarray, planted: np.ndarray) -> dict:
             "f1": round(2 * precision * recall / max(precision + recall, 1e-12), 4), "flagged": int(flag.sum())}
 
 
+def lowest_quality_flags(labels: np.ndarray, probs: np.ndarray, quality: np.ndarray) -> np.ndarray:
+    """Flags on the k lowest label qualities, k = cleanlab's off-diagonal count of the confident joint."""
+    from cleanlab.count import num_label_issues
+
+    k = int(num_label_issues(labels, probs, estimation_method="off_diagonal"))
+    flag = np.zeros(len(labels), dtype=bool)
+    flag[np.argsort(quality, kind="stable")[:k]] = True
+    return flag
+
+
 def score_setting(noisy: np.ndarray, clean: np.ndarray, probs: np.ndarray, classes: tuple[str, ...]) -> dict:
     """The check's figures for one setting's out-of-sample probabilities."""
     from sklearn.metrics import average_precision_score
@@ -69,6 +79,9 @@ def score_setting(noisy: np.ndarray, clean: np.ndarray, probs: np.ndarray, class
         "by_rule": {rule: flag_scores(np.asarray(LabelErrors(filter_by=rule).run(inputs).per_sample["flag"],
                                                  dtype=bool), planted)
                     for rule in ("predicted_neq_given", "prune_by_noise_rate")},
+        # a candidate rule for weak models (docs/model.md): the k lowest label qualities, k = the off-diagonal count
+        "candidate_rules": {"quality_ranked_off_diagonal_count": flag_scores(lowest_quality_flags(noisy, probs, quality),
+                                                                               planted)},
         "suggestions_by_confidence": {},
     }
     for floor in CONFIDENCE_FLOORS:
