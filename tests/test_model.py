@@ -414,7 +414,7 @@ def test_recipe_choice_and_records(photos, digits) -> None:
     assert default_tta_px(RECIPES["photo"]) == 0 and default_tta_px(RECIPES["fast"]) == 2
     photo = RECIPES["photo"]
     recorded = photo.to_dict()
-    assert recorded["widths"] == [64, 128, 256] and recorded["name"] == "photo"
+    assert recorded["widths"] == [128, 256, 512] and recorded["name"] == "photo"
     assert Recipe.from_dict(recorded) == photo and Recipe.from_dict({**recorded, "unknown": 1}) == photo
     old = {k: v for k, v in Recipe().to_dict().items() if k not in ("name", "widths", "flip", "label_smoothing",
                                                                     "whiten_init")}
@@ -467,3 +467,24 @@ def test_streaming_from_the_disk_cache_gives_the_same_probabilities(photos, tmp_
     finally:
         del os.environ["CURATION_IMAGE_MEMORY_BYTES"]
     assert not isinstance(load_view_images(paths, 32, cache), np.memmap)
+
+
+def test_bf16_on_the_cpu_is_recorded_and_can_be_turned_off(monkeypatch, photos) -> None:
+    """Where the CPU has bf16 units the model trains under bf16 autocast; ``CURATION_CPU_BF16=0`` forces float32,
+    and the model says which precision it trained in."""
+    import torch
+
+    from active_learning.model.fixed import uses_bf16
+
+    images, labels = photos
+    recipe = named_recipe("photo", epochs=1, widths=(8, 16, 32), batch_size=16)
+    monkeypatch.setenv("CURATION_CPU_BF16", "0")
+    assert not uses_bf16("cpu") and uses_bf16("cuda")
+    assert FixedModel(int(labels.max()) + 1, recipe, device="cpu").fit(images[:32], labels[:32]).precision_ == "fp32"
+    monkeypatch.delenv("CURATION_CPU_BF16")
+    has_units = torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
+    assert uses_bf16("cpu") == has_units
+    model = FixedModel(int(labels.max()) + 1, recipe, device="cpu").fit(images[:32], labels[:32])
+    assert model.precision_ == ("bf16" if has_units else "fp32")
+    probs = model.predict_proba(images[:32])
+    assert probs.dtype == np.float32 and np.allclose(probs.sum(axis=1), 1, atol=1e-5)

@@ -34,7 +34,7 @@ def build_network(architecture: str, num_classes: int, widths: Sequence[int] = (
 
         return torchvision.models.resnet18(weights=None, num_classes=num_classes)
     if architecture == PHOTO_NET:
-        return _photo_net(num_classes, tuple(widths) or (64, 128, 256))
+        return _photo_net(num_classes, tuple(widths) or (128, 256, 512))
     raise ModelError(f"Unknown architecture {architecture!r}; known: {', '.join(ARCHITECTURES)}.")
 
 

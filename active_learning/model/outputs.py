@@ -304,7 +304,7 @@ def compute_model_outputs(
         results={"num_scored": summary.num_scored, "num_unlabeled_skipped": summary.num_unlabeled_skipped,
                  "out_of_sample_accuracy": oos_accuracy, "test_accuracy": test_accuracy, "num_test": num_test,
                  "checkpoint": str(ckpt), "checkpoint_sha256": sha, "device": final.device_,
-                 "seconds": summary.seconds},
+                 "precision": getattr(final, "precision_", "fp32"), "seconds": summary.seconds},
     )
     collect_checkpoints(dataset, run_key)
     return summary

@@ -82,7 +82,7 @@ class Recipe:
 #: The named recipes. ``photo``'s settings were chosen on CIFAR-10 photos on a 2-core CPU (docs/model.md).
 RECIPES: dict[str, Recipe] = {
     "fast": Recipe(),
-    "photo": Recipe(name="photo", architecture=PHOTO_NET, widths=(64, 128, 256), epochs=16, batch_size=128,
+    "photo": Recipe(name="photo", architecture=PHOTO_NET, widths=(128, 256, 512), epochs=16, batch_size=128,
                     max_lr=0.1, weight_decay=5e-4, translate_px=2, flip=True, label_smoothing=0.2,
                     whiten_init=True),
 }
