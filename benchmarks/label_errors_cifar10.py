@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from active_learning.model.fixed import default_tta_px, named_recipe, select_device
+from active_learning.model.fixed import uses_bf16, default_tta_px, named_recipe, select_device
 from active_learning.model.splits import cross_val_proba
 from curation_checks.base import CheckInputs
 from curation_checks.label_errors import DEFAULT_FILTER, LabelErrors
@@ -133,7 +133,9 @@ def main() -> None:
         "folds": folds,
         "recipe": recipe.name,
         "epochs": recipe.epochs,
+        "recipe_settings": recipe.to_dict(),
         "device": device,
+        "precision": "bf16" if uses_bf16(device) else "fp32",
         "setting": f"CIFAR-10 photos, seeded class-stratified {size}-image subset of the training set, "
                    f"{folds}-fold out-of-sample probabilities, recipe {recipe.name}, on {device}",
         "seconds": round(time.perf_counter() - started, 1),

@@ -84,7 +84,8 @@ def run(dataset: str, images: np.ndarray, labels: np.ndarray, recipe_name: str, 
         "seconds": round(seconds, 1),
         "train_images_per_second": round(fold_train * epochs_for(recipe, int(fold_train)) * folds / seconds, 1),
         "epochs": epochs_for(recipe, int(fold_train)), "tta_px": tta_px, "tta_flip": recipe.flip,
-        "device": device, "recipe_settings": recipe.to_dict(),
+        "device": device, "precision": getattr(kept["model"], "precision_", "fp32"),
+        "recipe_settings": recipe.to_dict(),
     }
     if dataset == "cifar10":
         out["near_duplicates"] = near_duplicates(kept["model"].embed(images))
