@@ -10,6 +10,12 @@ earlier default), and the suggested labels' accuracy is given per confidence flo
 may take). A seeded, class-stratified subset of N photos from the JPEG folder tree; on the CPU 10,000 photos and
 3 folds, on a GPU all 50,000 and 5 folds (the JSON says which). Writes
 benchmarks/results/label_errors_cifar10_<device>.json and prints it as the last line.
+
+``--passes 2`` adds a second pass per setting, as ``curation label-errors --passes 2`` runs it: the same folds
+retrained without the first pass's flagged samples, every sample scored again, under ``second_pass``.
+``--first-pass-probs FILE`` takes the first pass's probabilities from an earlier ``--save-probs`` file instead of
+training them again (checked against the planted labels). ``--merge A.json B.json ...`` writes one result from
+per-setting runs of the same recipe, images and folds (the sources are listed).
 """
 
 from __future__ import annotations
@@ -93,6 +99,36 @@ def score_setting(noisy: np.ndarray, clean: np.ndarray, probs: np.ndarray, class
     return out
 
 
+def product_flags(noisy: np.ndarray, probs: np.ndarray, classes: tuple[str, ...]) -> np.ndarray:
+    """The flags of the ``label_errors`` check with its defaults (what a second pass leaves out)."""
+    inputs = CheckInputs(tuple(str(i) for i in range(len(noisy))), classes, noisy, probs)
+    return np.asarray(LabelErrors().run(inputs).per_sample["flag"], dtype=bool)
+
+
+MERGE_SAME = ("images", "folds", "recipe", "recipe_settings", "device")
+
+
+def merge_results(paths: list[Path]) -> dict:
+    """One result from per-setting runs: their settings side by side, provided they share ``MERGE_SAME``. Each
+    setting keeps its source file, precision (bf16 and fp32 agree within the seed-to-seed spread; docs/model.md)
+    and seconds."""
+    results = [json.loads(p.read_text()) for p in paths]
+    first = results[0]
+    for path, result in zip(paths, results):
+        differing = [k for k in MERGE_SAME if result.get(k) != first.get(k)]
+        if differing:
+            raise SystemExit(f"{path} differs from {paths[0]} in {', '.join(differing)}: not one benchmark")
+    settings: dict = {}
+    for path, result in zip(paths, results):
+        for name, figures in result["settings"].items():
+            settings[name] = {**figures, "source": path.name, "precision": result.get("precision")}
+    return {**{k: v for k, v in first.items() if k not in ("settings", "seconds", "note")},
+            "settings": settings, "passes": max(r.get("passes", 1) for r in results),
+            "precision": "/".join(sorted({str(r.get("precision")) for r in results})),
+            "merged_from": [p.name for p in paths], "seconds": round(sum(r["seconds"] for r in results), 1),
+            "setting": first["setting"] + "; each setting from its own run (merged_from)"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--device", default=None)
@@ -104,13 +140,20 @@ def main() -> None:
     parser.add_argument("--out", default=None)
     parser.add_argument("--save-probs", default=None, help="also save every setting's probabilities and labels "
                                                            "(.npz) to rescore them without training")
+    parser.add_argument("--passes", type=int, choices=(1, 2), default=1)
+    parser.add_argument("--first-pass-probs", default=None, help="an earlier --save-probs file")
+    parser.add_argument("--merge", nargs="+", default=None, help="per-setting result files to merge into --out")
     args = parser.parse_args()
+    if args.merge:
+        bench_data.write_result(merge_results([Path(f) for f in args.merge]), "label_errors_cifar10_cpu", args.out)
+        return
     device = select_device(args.device)
     gpu = device.startswith("cuda")
     size = args.images or (50000 if gpu else 10000)
     folds = args.folds or (5 if gpu else 3)
     recipe = named_recipe(args.recipe, **({"epochs": args.epochs} if args.epochs else {}))
     started = time.perf_counter()
+    first_pass = dict(np.load(args.first_pass_probs)) if args.first_pass_probs else None
     images, clean, class_names, _ = bench_data.cifar10(size)
     classes = tuple(class_names)
     settings: dict[str, dict] = {}
@@ -118,11 +161,28 @@ def main() -> None:
     for setting in args.settings.split(","):
         t0 = time.perf_counter()
         noisy = bench_data.plant(setting, clean, LOOK_ALIKE)
-        probs = cross_val_proba(images, noisy, len(classes), folds, recipe, device=device,
-                                tta_px=default_tta_px(recipe))
-        settings[setting] = {**score_setting(noisy, clean, probs, classes), "seconds": round(time.perf_counter() - t0, 1)}
+        loaded = first_pass is not None and setting in first_pass
+        if loaded:
+            probs = first_pass[setting]
+            if not np.array_equal(first_pass[f"{setting}_labels"], noisy):
+                raise SystemExit(f"{args.first_pass_probs}: {setting} was saved with other labels or images")
+        else:
+            probs = cross_val_proba(images, noisy, len(classes), folds, recipe, device=device,
+                                    tta_px=default_tta_px(recipe))
+        settings[setting] = {**score_setting(noisy, clean, probs, classes),
+                             "seconds": None if loaded else round(time.perf_counter() - t0, 1),
+                             "first_pass_from": args.first_pass_probs if loaded else None}
         saved[setting] = probs
         saved[f"{setting}_labels"] = noisy
+        if args.passes == 2:
+            t1 = time.perf_counter()
+            keep = ~product_flags(noisy, probs, classes)
+            second = cross_val_proba(images, noisy, len(classes), folds, recipe, device=device,
+                                     tta_px=default_tta_px(recipe), train_mask=keep)
+            settings[setting]["second_pass"] = {**score_setting(noisy, clean, second, classes),
+                                                "trained_on": int(keep.sum()),
+                                                "seconds": round(time.perf_counter() - t1, 1)}
+            saved[f"{setting}_pass2"] = second
         print(setting, json.dumps(settings[setting]), flush=True)
         if args.save_probs:
             np.savez_compressed(args.save_probs, clean=clean, **saved)
@@ -136,6 +196,7 @@ def main() -> None:
         "recipe_settings": recipe.to_dict(),
         "device": device,
         "precision": "bf16" if uses_bf16(device) else "fp32",
+        "passes": args.passes,
         "setting": f"CIFAR-10 photos, seeded class-stratified {size}-image subset of the training set, "
                    f"{folds}-fold out-of-sample probabilities, recipe {recipe.name}, on {device}",
         "seconds": round(time.perf_counter() - started, 1),

@@ -8,7 +8,7 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from active_learning.data.importers import LABEL_FIELD
-from active_learning.errors import CurationError
+from active_learning.errors import CurationError, InputError
 from active_learning.model.model_run import load_model_run
 from active_learning.model.trust import MIN_SUGGESTION_CONFIDENCE, TrustVerdict
 from active_learning.progress import with_eta
@@ -136,6 +136,10 @@ class FindLabelIssues(foo.Operator):
                     description="cleanlab's label quality score")
         inputs.bool("recompute", default=False, label="Recompute probabilities even if present",
                     description="they are recomputed anyway when a setting above differs from theirs")
+        inputs.enum("passes", list(PASSES), default=PASSES[0], label="Passes",
+                    description="2: train the folds again without the samples the first pass flags and score "
+                                "everything with those models (better probabilities under noisy labels, twice "
+                                "the training); auto: what the stored run did")
         validate_seeds(ctx, inputs)
         validate_label_field(ctx, inputs, label_field)
         return types.Property(inputs)
@@ -155,13 +159,26 @@ class FindLabelIssues(foo.Operator):
                 recompute=bool(ctx.params.get("recompute", False)), tta_px=asked.tta_px,
                 rank_method=str(ctx.params.get("rank_method") or DEFAULT_RANK_METHOD), progress=progress,
                 fit_view=fit_view, announce=lambda message: ctx.set_progress(progress=0.0, label=message),
-                own_model=asked.own_model,
+                own_model=asked.own_model, passes=passes_param(ctx.params),
             )
             summary = report.results["label_errors"].summary
             return {"num_scored": summary["num_scored"], "num_issues": summary["num_issues"],
                     "scope": scope.description, "trained": report.plan.message if report.plan else ""}
 
         return reported(ctx, work)
+
+
+PASSES = ("auto", "1", "2")
+
+
+def passes_param(params: dict) -> int | None:
+    """The operator's ``passes`` choice as ``find_label_issues`` takes it: None (auto), 1 or 2."""
+    value = params.get("passes")
+    if value in (None, "", "auto"):
+        return None
+    if str(value) not in PASSES:
+        raise InputError(f"`passes` must be one of {', '.join(PASSES)}; got {value!r}.")
+    return int(value)
 
 
 def _scope_inputs(ctx, inputs: types.Object) -> None:

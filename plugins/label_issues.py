@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from active_learning.errors import CurationError, DataError
+import numpy as np
+
+from active_learning.errors import CurationError, DataError, InputError
 from active_learning.model.fixed import ProgressCallback, Recipe, epochs_for, select_device
 from active_learning.model.model_run import ModelRun, load_model_run
 from active_learning.model.outputs import (EMBEDDING_FIELD, PROBS_FIELD, ModelRunSummary, compute_model_outputs,
@@ -21,7 +23,7 @@ from active_learning.model.trust import MIN_SUGGESTION_CONFIDENCE
 from active_learning.store.fields import check_label_field
 from active_learning.store.label_history import set_labels
 from curation_checks.base import CheckResult
-from curation_checks.io import run_check
+from curation_checks.io import read_inputs, run_check
 from curation_checks.label_errors import DEFAULT_FILTER, DEFAULT_RANK_METHOD
 from curation_checks.registry import get_check
 
@@ -54,6 +56,16 @@ class LabelIssueReport:
     skipped: list[str] = field(default_factory=list)  # checks that need embeddings the view does not have
     plan: ProbabilityPlan | None = None  # where the probabilities came from, as decided before anything ran
     own_model: ModelRunSummary | None = None  # the user's own model's outputs, when ``own_model`` was given
+    first_pass: FirstPass | None = None  # when this call ran a second pass: what the first one found
+
+
+@dataclass(frozen=True)
+class FirstPass:
+    """The first pass a second one left out (``find_label_issues(passes=2)``): its flags and its accuracy."""
+
+    num_flagged: int  # samples the first pass flagged, left out of the second pass's training
+    num_scored: int
+    out_of_sample_accuracy: float  # the first pass's agreement with the given labels (the second's is the run's)
 
 
 @dataclass(frozen=True)
@@ -116,6 +128,7 @@ class ProbabilityPlan:
     seeds: tuple[int, ...] | None = None
     tta_px: int | None = None
     recipe: Recipe | None = None  # None: ``compute_model_outputs`` resolves it (the dataset's, else by colour)
+    second_pass: bool = False  # then retrain without the first pass's suspects (``passes=2``)
     estimated_seconds: float | None = None  # judged by the recorded model run; None without a comparable one
     message: str = ""  # what it trains and why, e.g. "no out-of-sample probabilities for these 3,000 labeled ..."
 
@@ -165,22 +178,37 @@ def recipe_changes(run: ModelRun, recipe: Recipe) -> list[str]:
 
 def plan_probabilities(view, label_field: str = "ground_truth", folds: int | None = None,
                        seeds: Sequence[int] | None = None, recipe: Recipe | None = None, recompute: bool = False,
-                       fit_view=None, tta_px: int | None = None, device: str | None = None) -> ProbabilityPlan:
+                       fit_view=None, tta_px: int | None = None, device: str | None = None,
+                       passes: int | None = None) -> ProbabilityPlan:
     """Whether ``find_label_issues`` reuses the stored probabilities of ``view`` or trains (see there), and why.
 
     Settings left at None keep the stored model run's values (else the defaults: ``DEFAULT_FOLDS`` folds,
-    ``DEFAULT_SEEDS``, the dataset's recipe, the recipe's test-time augmentation). The message names what is
-    trained over how many samples and about how long it takes, judged by the recorded model run when it used the
-    same network and image size.
+    ``DEFAULT_SEEDS``, the dataset's recipe, the recipe's test-time augmentation, one pass). The message names
+    what is trained over how many samples and about how long it takes, judged by the recorded model run when it
+    used the same network and image size. ``passes=2`` asks for a second pass (``second_pass``): when the stored
+    probabilities are a first pass made with the asked-for settings, only the second pass trains.
     """
+    if passes not in (None, 1, 2):
+        raise InputError(f"`passes` must be 1 or 2; got {passes!r}.")
+    if passes == 2 and fit_view is not None:
+        raise InputError("A second pass needs K-fold: with a split to train on (--fit-tag), the scored samples are "
+                         "never trained on, so leaving their suspects out would change nothing.")
     changed = changed_settings(view, fit_view is not None, folds, seeds, tta_px, recipe)
     labeled = view.exists(f"{label_field}.label")
     num_labeled = len(labeled)
     has_probs = PROBS_FIELD in view.get_field_schema()
     missing = num_labeled - (len(labeled.exists(PROBS_FIELD)) if has_probs else 0)
-    if not (recompute or changed or missing or not num_labeled):
-        return ProbabilityPlan(train=False)
     run = load_model_run(view._dataset)
+    stored_passes = run.passes if run is not None else 1
+    passes = passes or stored_passes
+    if stored_passes == 2 and passes == 1:
+        changed.append("one pass instead of two")  # the stored probabilities are a second pass's
+    if not (recompute or changed or missing or not num_labeled):
+        if passes == 2 and stored_passes == 1:
+            if run is None or run.recipe is None or run.disjoint:
+                raise InputError(SECOND_PASS_NEEDS)
+            return _second_pass_only(run, num_labeled, device)
+        return ProbabilityPlan(train=False)
     folds = folds if folds is not None else (run.folds if run is not None and run.folds else DEFAULT_FOLDS)
     if seeds is None:
         seeds = run.seeds if run is not None and run.seeds else (recipe.seed if recipe else DEFAULT_SEEDS[0],)
@@ -209,9 +237,28 @@ def plan_probabilities(view, label_field: str = "ground_truth", folds: int | Non
     when = (f"about {_duration(seconds)}, judging by the model run of {judged_by}" if seconds is not None
             else "no earlier run of this network to tell how long it takes")
     epochs_text = f"{epochs} epoch{'s' if epochs != 1 else ''}"
+    if passes == 2:
+        what += ", then again without the suspects the first pass flags (a second pass)"
+        seconds = 2 * seconds if seconds is not None else None
+        when = (f"about {_duration(seconds)}, judging by the model run of {judged_by}" if seconds is not None
+                else when)
     message = f"{'; '.join(reasons)}: training {what} (recipe {trained.name}, {epochs_text}; {when})"
     return ProbabilityPlan(train=True, reasons=tuple(reasons), changed=tuple(changed), folds=folds, seeds=seeds,
-                           tta_px=tta_px, recipe=recipe, estimated_seconds=seconds, message=message)
+                           tta_px=tta_px, recipe=recipe, estimated_seconds=seconds, message=message,
+                           second_pass=passes == 2)
+
+
+def _second_pass_only(run: ModelRun, num_labeled: int, device: str | None) -> ProbabilityPlan:
+    """The plan when the stored probabilities are a first pass with the asked-for settings: the second alone."""
+    seconds, judged_by = (None, "") if run.recipe is None else _estimate_seconds(
+        run, run.recipe, num_labeled, run.folds, len(run.seeds) or 1, 0, device)
+    when = (f"about {_duration(seconds)}, judging by the model run of {judged_by}" if seconds is not None
+            else "about as long as the first pass")
+    reason = "asked for a second pass"
+    message = (f"{reason}: training {run.folds} folds and a final model over these {num_labeled:,} labeled samples "
+               f"again, without the suspects the stored first pass flags (recipe {run.model_name}; {when})")
+    return ProbabilityPlan(train=False, reasons=(reason,), folds=run.folds, seeds=run.seeds, tta_px=run.tta_px,
+                           recipe=run.recipe, estimated_seconds=seconds, message=message, second_pass=True)
 
 
 def _training_units(recipe: Recipe, num_labeled: int, folds: int | None, num_seeds: int, num_fit: int) -> float:
@@ -267,6 +314,7 @@ def find_label_issues(
     rank_method: str = DEFAULT_RANK_METHOD,
     announce: Callable[[str], None] | None = None,
     own_model: OwnModel | None = None,
+    passes: int | None = None,
 ) -> LabelIssueReport:
     """Out-of-sample probabilities (computed unless present), then label errors, near-duplicates and outliers.
 
@@ -282,25 +330,40 @@ def find_label_issues(
     ``normalized_margin`` or ``confidence_weighted_entropy``). ``announce`` is told what will be trained and why
     (``plan_probabilities``) before any training starts. Which samples to pass: ``label_issues_scope``.
 
+    ``passes=2`` (K-fold, the fixed model): after the first pass, the same folds are trained again without the
+    samples its ``label_errors`` check flags, and every sample is scored by the second models (cleanlab's
+    CleanLearning idea: a model trained on cleaner labels gives better probabilities; docs/model.md has what it
+    changes on CIFAR-10 photos). A rerun after a crash between the passes trains only the second; None keeps
+    what the stored run did.
+
     Results are fields (prefixes ``label_issue_``, ``near_duplicate_``, ``outlier_``) and runs ``check_<name>``.
     """
     if len(view) == 0:
         raise DataError("The view is empty: select some samples (or clear the filter) and try again.")
     check_label_field(view, label_field)
     get_check("label_errors", filter_by=filter_by, rank_method=rank_method)  # bad options fail before any training
-    model = own = None
+    model = own = first_pass = None
     if own_model is not None:
+        if passes == 2:
+            raise InputError("A second pass retrains the fixed model; with your own model or predictions, leave "
+                             "out the flagged samples and retrain it yourself.")
         own = own_model.compute(view, label_field, folds=folds or DEFAULT_FOLDS, seeds=seeds or DEFAULT_SEEDS)
         plan = ProbabilityPlan(train=False)
     else:
-        plan = plan_probabilities(view, label_field, folds, seeds, recipe, recompute, fit_view, tta_px, device)
+        plan = plan_probabilities(view, label_field, folds, seeds, recipe, recompute, fit_view, tta_px, device,
+                                  passes)
+    if (plan.train or plan.second_pass) and announce is not None:
+        announce(plan.message)
     if plan.train:
-        if announce is not None:
-            announce(plan.message)
         seeds = plan.seeds or DEFAULT_SEEDS
+        share = 0.5 if plan.second_pass else 1.0
         model = compute_model_outputs(view, label_field=label_field, folds=plan.folds or DEFAULT_FOLDS, seeds=seeds,
                                       recipe=plan.recipe.with_seed(seeds[0]) if plan.recipe else None,
-                                      device=device, progress=progress, fit_view=fit_view, tta_px=plan.tta_px)
+                                      device=device, progress=_part(progress, 0.0, share), fit_view=fit_view,
+                                      tta_px=plan.tta_px)
+    if plan.second_pass:
+        first_pass, model = second_pass(view, label_field, filter_by, rank_method, device,
+                                        _part(progress, 0.5 if plan.train else 0.0, 1.0))
     results = {"label_errors": run_check(view, "label_errors", label_field=label_field, filter_by=filter_by,
                                          rank_method=rank_method)}
     skipped = []
@@ -312,7 +375,49 @@ def find_label_issues(
         else:  # the user's own predictions come without embeddings
             skipped.append(name)
     return LabelIssueReport(results=results, model=model, suspects=worst_suspects(view, label_field, top),
-                            recomputed_because=list(plan.changed), skipped=skipped, plan=plan, own_model=own)
+                            recomputed_because=list(plan.changed), skipped=skipped, plan=plan, own_model=own,
+                            first_pass=first_pass)
+
+
+SECOND_PASS_REASON = "flagged by the first pass"
+SECOND_PASS_NEEDS = ("A second pass retrains the fixed model's K-fold, and these probabilities come from elsewhere "
+                     "(your own model, predictions, or a split to train on): recompute them with the fixed model "
+                     "(--recompute, without --fit-tag or your own model), or leave out the flagged samples and "
+                     "retrain your model yourself.")
+
+
+def second_pass(view, label_field: str, filter_by: str = DEFAULT_FILTER, rank_method: str = DEFAULT_RANK_METHOD,
+                device: str | None = None, progress: ProgressCallback | None = None
+                ) -> tuple[FirstPass, ModelRunSummary]:
+    """Retrain the stored model run's folds without the samples its probabilities flag, and score every sample
+    again (``find_label_issues(passes=2)``). The flags are recomputed from the stored first-pass probabilities
+    with the ``label_errors`` check's rule, so this depends on nothing but them; the run is recorded as pass 2."""
+    run = load_model_run(view._dataset)
+    if run is None or run.recipe is None or run.disjoint:
+        raise InputError(SECOND_PASS_NEEDS)
+    if run.passes == 2:
+        raise InputError("The stored probabilities are already a second pass; recompute the first pass "
+                         "(passes=1) before running another.")
+    check = get_check("label_errors", filter_by=filter_by, rank_method=rank_method)
+    inputs = read_inputs(view, label_field, check.requires)
+    labeled = inputs.labels >= 0
+    flags = np.asarray(check.run(inputs).per_sample["flag"], dtype=bool)
+    flagged = [i for i, f in zip(inputs.sample_ids, flags) if f]
+    probs = inputs.pred_probs[labeled]
+    accuracy = float((probs.argmax(1) == inputs.labels[labeled]).mean())
+    first = FirstPass(num_flagged=len(flagged), num_scored=int(labeled.sum()), out_of_sample_accuracy=accuracy)
+    model = compute_model_outputs(view, label_field=label_field, folds=run.folds or DEFAULT_FOLDS, seeds=run.seeds,
+                                  recipe=run.recipe.with_seed(run.seeds[0]) if run.seeds else run.recipe,
+                                  device=device, progress=progress, tta_px=run.tta_px, leave_out=flagged,
+                                  passes=2, leave_out_reason=SECOND_PASS_REASON)
+    return first, model
+
+
+def _part(progress: ProgressCallback | None, start: float, end: float) -> ProgressCallback | None:
+    """``progress`` for one part of the work, from ``start`` to ``end`` of the whole."""
+    if progress is None or (start, end) == (0.0, 1.0):
+        return progress
+    return lambda fraction, message: progress(start + (end - start) * fraction, message)
 
 
 def worst_suspects(view, label_field: str = "ground_truth", top: int = TOP_SUSPECTS) -> list[Suspect]:

@@ -118,7 +118,8 @@ def cmd_label_errors(args: argparse.Namespace) -> int:
         report = find_label_issues(view, label_field=args.label_field, folds=args.folds, seeds=args.seeds,
                                    recipe=recipe, device=args.device, recompute=args.recompute, top=args.top,
                                    progress=update, fit_view=fit_view, tta_px=args.tta_px,
-                                   rank_method=args.rank_method, announce=announce, own_model=own)
+                                   rank_method=args.rank_method, announce=announce, own_model=own,
+                                   passes=args.passes)
     finally:
         close()
     if report.own_model is not None:  # the user's embeddings head or predictions, used as they are
@@ -229,4 +230,8 @@ def add_commands(sub) -> None:
                                                  "of K-fold, e.g. --tag test --fit-tag train")
     p.add_argument("--top", type=at_least(0), default=15, help="how many suspects to print")
     p.add_argument("--recompute", action="store_true", help="recompute the probabilities even if present")
+    p.add_argument("--passes", type=int, choices=(1, 2), default=None,
+                   help="2: train the folds again without the samples the first pass flags, and score everything "
+                        "with those models (better probabilities under noisy labels, twice the training; default: "
+                        "what the stored run did, else 1)")
     p.set_defaults(func=cmd_label_errors)

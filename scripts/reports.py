@@ -103,6 +103,11 @@ def print_label_issues(dataset_name: str, report, top: int) -> None:
           f"{errors['filter_by']}, ranked by {errors['rank_method']}).")
     if errors["num_unlabeled_skipped"]:
         print(f"  {errors['num_unlabeled_skipped']} samples without a label were skipped.")
+    first = getattr(report, "first_pass", None)
+    if first is not None and report.model is not None:
+        print(f"  Second pass: retrained without the {first.num_flagged:,} samples the first pass flagged; "
+              f"agreement with the given labels {first.out_of_sample_accuracy:.3f} -> "
+              f"{report.model.out_of_sample_accuracy:.3f}.")
     print_flag_count(errors)
     pairs = noise_pairs_table(errors)
     if pairs:

@@ -154,6 +154,50 @@ def test_label_errors_report_computes_probabilities_when_missing(dataset_name, c
     assert overlap.returncode == 2 and "both scored and trained on" in overlap.stderr
 
 
+def test_a_second_pass_retrains_without_the_first_pass_flags_and_resumes(dataset_name, cli_env):
+    """`--passes 2`: the same folds trained again without the samples the first pass flags, recorded; a stored
+    first pass is reused (only the second trains, as after a crash between the two); asking for one pass again
+    recomputes it, and a disjoint split refuses a second pass."""
+    import fiftyone as fo
+
+    from active_learning.model.model_run import load_model_run
+    from active_learning.store.runs import load_run
+
+    assert run_cli(["import", "--name", dataset_name], cli_env).returncode == 0
+    first = run_cli(["label-errors", dataset_name, "--tag", "test", "--folds", "2", "--epochs", "1", "--top", "3"],
+                    cli_env)
+    assert first.returncode == 0, first.stderr[-2000:]
+    dataset = fo.load_dataset(dataset_name)
+    flagged = int(sum(dataset.match_tags("test").values("label_issue_flag")))
+    assert flagged > 0, "one epoch on 2 folds flags some of the 359 digits"
+    assert load_model_run(dataset).passes == 1
+
+    second = run_cli(["label-errors", dataset_name, "--tag", "test", "--passes", "2", "--top", "3"], cli_env)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "Asked for a second pass: training 2 folds and a final model over these 359 labeled samples again" \
+        in second.stdout + second.stderr
+    assert f"Second pass: retrained without the {flagged:,} samples the first pass flagged" in second.stdout
+    assert f"trained without {flagged:,} suspects" in second.stdout
+    dataset.reload()
+    run = load_model_run(dataset)
+    assert (run.passes, run.num_left_out, run.folds) == (2, flagged, 2)
+    assert f"trained without {flagged:,} of them (flagged by the first pass)" in run.probabilities
+    assert load_run(dataset, "curation_model")[1]["num_scored"] == 359, "the left-out samples are scored too"
+    assert len(dataset.match_tags("test").exists("model_probs")) == 359
+
+    again = run_cli(["label-errors", dataset_name, "--tag", "test", "--passes", "2", "--top", "3"], cli_env)
+    assert again.returncode == 0 and "existing out-of-sample probabilities" in again.stdout
+    assert "Second pass:" not in again.stdout, "a stored second pass is reused, not run again"
+    one = run_cli(["label-errors", dataset_name, "--tag", "test", "--passes", "1", "--top", "3"], cli_env)
+    assert one.returncode == 0, one.stderr[-2000:]
+    assert "Recomputed the out-of-sample probabilities: one pass instead of two." in one.stdout
+    dataset.reload()
+    assert load_model_run(dataset).passes == 1 and load_model_run(dataset).num_left_out == 0
+    disjoint = run_cli(["label-errors", dataset_name, "--tag", "test", "--fit-tag", "train", "--passes", "2"],
+                       cli_env)
+    assert disjoint.returncode == 2 and "A second pass needs K-fold" in disjoint.stderr
+
+
 def _tiny_image_folder(root):
     """120 grayscale 16x16 PNGs in 3 classes (brightness by class, plus noise): imported 60 train, 30 pool, 30 test."""
     import numpy as np

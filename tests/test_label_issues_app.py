@@ -406,3 +406,26 @@ def test_the_default_scope_is_what_the_model_run_scored(planted):
     assert result.result["scope"] == scope.description
     dataset.reload()
     assert set(dataset.exists("label_issue_rank").values("id")) == set(train_ids)
+
+
+def test_a_second_pass_is_refused_without_a_fixed_model_run_and_bad_passes_are_clear(planted):
+    """Probabilities the user wrote (no K-fold run of the fixed model) cannot be retrained: a clear error, from
+    the library and from the operator, and nothing is trained or written."""
+    import fiftyone.operators as foo
+
+    from active_learning.errors import InputError
+    from curation_checks.label_issues import find_label_issues
+
+    dataset, _ = planted
+    before = dataset.values("model_probs")
+    with pytest.raises(InputError, match="A second pass retrains the fixed model's K-fold"):
+        find_label_issues(dataset, passes=2)
+    with pytest.raises(InputError, match="`passes` must be 1 or 2"):
+        find_label_issues(dataset, passes=3)
+    result = foo.execute_operator(f"{PLUGIN}/find_label_issues",
+                                  ctx={"dataset": dataset.name, "params": {"passes": "2"}}, request_delegation=False)
+    assert "A second pass retrains" in str(result.error or result.result), (result.error, result.result)
+    with pytest.raises(Exception, match="passes.*Invalid enum value"):  # FiftyOne checks the form's choices
+        foo.execute_operator(f"{PLUGIN}/find_label_issues", ctx={"dataset": dataset.name, "params": {"passes": "3"}},
+                             request_delegation=False)
+    assert dataset.values("model_probs") == before and "curation_model" not in dataset.list_runs()

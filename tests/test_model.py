@@ -249,6 +249,26 @@ def test_cross_val_rows_come_from_the_other_folds(digits) -> None:
     np.testing.assert_allclose(probs, expected, atol=1e-5)
 
 
+def test_cross_val_train_mask_keeps_the_folds_and_leaves_rows_out_of_training(digits) -> None:
+    """A second pass: the same folds, each trained only on its unmasked rows, and every row still predicted."""
+    from sklearn.model_selection import StratifiedKFold
+
+    images, labels = digits
+    images, labels = images[:60], labels[:60]
+    keep = np.ones(len(labels), dtype=bool)
+    keep[::4] = False  # a quarter of the rows may not be trained on
+    probs = cross_val_proba(images, labels, 10, folds=2, recipe=TINY, device="cpu", train_mask=keep)
+    expected = np.zeros_like(probs, dtype=np.float64)
+    for train_index, held_out in StratifiedKFold(2, shuffle=True, random_state=TINY.seed).split(labels, labels):
+        train_index = train_index[keep[train_index]]
+        model = FixedModel(10, TINY, device="cpu").fit(images[train_index], labels[train_index])
+        expected[held_out] = model.predict_proba(images[held_out])
+    np.testing.assert_allclose(probs, expected, atol=1e-5)
+    assert not np.allclose(probs, cross_val_proba(images, labels, 10, folds=2, recipe=TINY, device="cpu"), atol=1e-3)
+    with pytest.raises(DataError, match="train_mask has 59 rows for 60 labels"):
+        cross_val_proba(images, labels, 10, folds=2, recipe=TINY, train_mask=keep[:59])
+
+
 def test_cross_val_refuses_small_classes(digits) -> None:
     images, labels = digits
     labels = labels[:60].copy()

@@ -56,6 +56,8 @@ class ModelRun:
     embeddings_field: str | None = None
     predictions_field: str | None = None
     head: str | None = None
+    passes: int = 1  # 2: the second pass, trained without the first pass's suspects (``num_left_out`` of them)
+    num_left_out: int = 0
 
     @classmethod
     def from_recorded(cls, run_key: str, config: dict[str, Any], results: dict[str, Any]) -> "ModelRun":
@@ -87,6 +89,8 @@ class ModelRun:
             embeddings_field=config.get("embeddings_field"),
             predictions_field=config.get("predictions_field"),
             head=config.get("head"),
+            passes=int(config.get("passes") or 1),
+            num_left_out=int((config.get("left_out") or {}).get("count") or 0),
         )
 
     @property

@@ -63,6 +63,8 @@ class ModelRunSummary:
     tta_px: int = 0  # test-time augmentation: probabilities averaged over shifts of up to this many pixels
     recipe: str = "fast"  # the named recipe the model was trained with
     tta_flip: bool = False  # test-time augmentation averaged over mirror images too (recipes that train with flips)
+    passes: int = 1  # 2: a second pass, trained without the ``num_left_out`` samples the first pass flagged
+    num_left_out: int = 0
 
     @property
     def source(self) -> str:
@@ -73,7 +75,8 @@ class ModelRunSummary:
         if self.split == "disjoint":
             return (f"model trained on a disjoint view of {self.num_fit} labeled samples, "
                     f"seeds {list(self.seeds)}{tta}")
-        return f"{self.folds}-fold, seeds {list(self.seeds)}{tta}"
+        left_out = f", trained without {self.num_left_out:,} suspects" if self.num_left_out else ""
+        return f"{self.folds}-fold, seeds {list(self.seeds)}{tta}{left_out}"
 
 
 def resolve_recipe(view, name: str | None = None, **overrides) -> Recipe:
@@ -203,6 +206,9 @@ def compute_model_outputs(
     progress: ProgressCallback | None = None,
     fit_view=None,
     tta_px: int | None = None,
+    leave_out: Sequence[str] = (),
+    passes: int = 1,
+    leave_out_reason: str = "",
 ) -> ModelRunSummary:
     """Out-of-sample probabilities for every labeled sample of ``view``, a final model, embeddings, a checkpoint.
 
@@ -219,6 +225,10 @@ def compute_model_outputs(
     to ``tta_px`` pixels, and their mirror images for recipes that train with flips
     (``FixedModel.predict_proba``); shifts ranked label errors better on MNIST and Fashion-MNIST
     (docs/benchmarks.md) and cost (2 tta_px + 1)^2 times the inference, ~10% of the training's time on a CPU.
+
+    ``leave_out``: sample ids no model trains on (a second pass leaves out the first pass's suspects; K-fold only,
+    ``passes`` and ``leave_out_reason`` are recorded with their count); they are still scored, by the fold that
+    holds them out, like every other sample.
     """
     started = time.perf_counter()
     recipe = recipe or resolve_recipe(view)
@@ -242,6 +252,14 @@ def compute_model_outputs(
         raise DataError("The test view overlaps the training view; use disjoint splits (e.g. tags train and test).")
     if test_view is not None and len(test_view):
         labeled_arrays(test_view, label_field, arrays.classes)  # an unusable test view fails before any training
+    if leave_out and fit_arrays is not None:
+        raise InputError("Leaving samples out of training needs K-fold: with a split to train on (fit_view) the "
+                         "scored samples are not trained on anyway.")
+    train_mask = np.asarray([i not in set(leave_out) for i in arrays.sample_ids], dtype=bool)
+    num_left_out = int((~train_mask).sum())
+    if num_left_out == len(train_mask):
+        raise DataError("Every labeled sample is to be left out of training: nothing is left to train on.")
+    kept = np.flatnonzero(train_mask) if num_left_out else None
     k = len(arrays.classes)
     step = _progress_steps(progress)
     images = load_view_images(arrays.filepaths, recipe.image_size, image_cache_dir(dataset))
@@ -250,9 +268,11 @@ def compute_model_outputs(
 
     if fit_arrays is None:
         probs = cross_val_proba(images, arrays.labels, k, folds, recipe, seeds, device,
-                                progress=lambda f, m: step(0.02 + 0.78 * f, m), tta_px=tta_px)
+                                progress=lambda f, m: step(0.02 + 0.78 * f, m), tta_px=tta_px,
+                                train_mask=train_mask if num_left_out else None)
         final = FixedModel(k, recipe, device=device).fit(
-            images, arrays.labels, progress=lambda f, m: step(0.80 + 0.15 * f, f"final model: {m}"))
+            images, arrays.labels if kept is None else arrays.labels[kept],
+            progress=lambda f, m: step(0.80 + 0.15 * f, f"final model: {m}"), rows=kept)
         how = f"out-of-sample, stratified {folds}-fold over the view"
     else:
         fit_images = load_view_images(fit_arrays.filepaths, recipe.image_size, image_cache_dir(dataset))
@@ -261,6 +281,9 @@ def compute_model_outputs(
         del fit_images
         how = (f"out-of-sample, {len(seeds)} model(s) trained on a disjoint view of {len(fit_arrays.labels)} "
                "labeled samples")
+    if num_left_out:
+        how += (f", trained without {num_left_out:,} of them ({leave_out_reason})" if leave_out_reason
+                else f", trained without {num_left_out:,} of them")
     if tta_px or recipe.flip:
         how += f", {tta_description(tta_px, recipe.flip)}"
     step(0.96, f"embedding {len(images)} images with the final model")
@@ -292,14 +315,15 @@ def compute_model_outputs(
         checkpoint=str(ckpt), checkpoint_sha256=sha, device=final.device_, seconds=time.perf_counter() - started,
         split="kfold" if fit_arrays is None else "disjoint",
         num_fit=0 if fit_arrays is None else len(fit_arrays.labels), tta_px=int(tta_px), recipe=recipe.name,
-        tta_flip=recipe.flip,
+        tta_flip=recipe.flip, passes=int(passes), num_left_out=num_left_out,
     )
     record_run(
         view, run_key,
         config={"kind": "model_outputs", "source": FIXED_MODEL, "label_field": label_field, "recipe": recipe.to_dict(),
                 "folds": folds if fit_arrays is None else None, "seeds": list(seeds), "probabilities": how,
                 "split": summary.split, "num_fit": summary.num_fit, "tta_px": summary.tta_px,
-                "classes": arrays.classes,
+                "classes": arrays.classes, "passes": int(passes),
+                "left_out": {"count": num_left_out, "why": leave_out_reason} if num_left_out else None,
                 "fields": list(MODEL_FIELDS)},
         results={"num_scored": summary.num_scored, "num_unlabeled_skipped": summary.num_unlabeled_skipped,
                  "out_of_sample_accuracy": oos_accuracy, "test_accuracy": test_accuracy, "num_test": num_test,

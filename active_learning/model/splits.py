@@ -44,12 +44,16 @@ def cross_val_proba(
     progress: ProgressCallback | None = None,
     tta_px: int = 0,
     on_fold: Callable[[FixedModel, np.ndarray], None] | None = None,
+    train_mask: np.ndarray | None = None,
 ) -> np.ndarray:
     """Out-of-sample predicted probabilities by stratified K-fold: every row comes from a model that never saw it.
 
     With several ``seeds`` the fold split and the training seed change together and the probabilities are
     averaged (an ensemble), which steadies the ranking of borderline samples. ``tta_px``: see
     ``FixedModel.predict_proba``. ``on_fold(model, held_out)`` is called after each fold (e.g. to keep a model).
+    ``train_mask``: the rows a fold may train on (default all); every row is still predicted by the fold that
+    holds it out, and the folds are the same as without a mask (the split is over all labels). A second pass
+    that leaves out the first pass's suspects (``active_learning.model.outputs``) uses it.
     """
     from sklearn.model_selection import StratifiedKFold
 
@@ -58,12 +62,19 @@ def cross_val_proba(
     labels = np.asarray(labels, dtype=np.int64)
     check_images(images)
     check_fold_counts(labels, num_classes, folds)
+    if train_mask is not None:
+        train_mask = np.asarray(train_mask, dtype=bool)
+        if train_mask.shape != labels.shape:
+            raise DataError(f"train_mask has {train_mask.shape[0]} rows for {labels.shape[0]} labels.")
+        check_fold_counts(labels[train_mask], num_classes, folds)
     total = folds * len(seeds)
     probs = np.zeros((len(images), num_classes), dtype=np.float64)
     done = 0
     for seed in seeds:
         splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
         for train_index, held_out in splitter.split(np.zeros(len(labels)), labels):
+            if train_mask is not None:
+                train_index = train_index[train_mask[train_index]]
             def fold_progress(fraction: float, message: str, _done: int = done) -> None:
                 if progress is not None:
                     progress((_done + fraction) / total, f"fold {_done % folds + 1}/{folds} seed {seed}: {message}")
