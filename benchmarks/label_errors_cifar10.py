@@ -174,6 +174,8 @@ def main() -> None:
                              "first_pass_from": args.first_pass_probs if loaded else None}
         saved[setting] = probs
         saved[f"{setting}_labels"] = noisy
+        if args.save_probs:  # the first pass is kept even if the second one is interrupted
+            np.savez_compressed(args.save_probs, clean=clean, **saved)
         if args.passes == 2:
             t1 = time.perf_counter()
             keep = ~product_flags(noisy, probs, classes)

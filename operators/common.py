@@ -109,7 +109,8 @@ def model_settings_inputs(ctx, inputs: types.Object, several_seeds: bool) -> Non
     would get)."""
     offered = offered_settings(ctx.dataset, ctx.params.get("recipe"))
     inputs.enum("recipe", list(RECIPE_CHOICES), default=offered.recipe_name, label="Recipe",
-                description="photo: a network for small photos (the default for colour images); fast: ResNet-18 "
+                description="photo: a network for small photos (the default for colour images); photo-lite: photo "
+                            "at half width (the colour default on a CPU without bfloat16 units); fast: ResNet-18 "
                             "(the default for grayscale); auto keeps the dataset's recipe once chosen")
     inputs.int("folds", default=offered.folds, min=2, label="Folds (K-fold out-of-sample probabilities)")
     if several_seeds:

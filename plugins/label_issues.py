@@ -18,7 +18,7 @@ from active_learning.model.model_run import ModelRun, load_model_run
 from active_learning.model.outputs import (EMBEDDING_FIELD, PROBS_FIELD, ModelRunSummary, compute_model_outputs,
                                            resolve_recipe)
 from active_learning.model.own_model import OwnModel
-from active_learning.model.recipes import DEFAULT_FOLDS, DEFAULT_SEEDS
+from active_learning.model.recipes import DEFAULT_FOLDS, DEFAULT_SEEDS, recipe_note
 from active_learning.model.trust import MIN_SUGGESTION_CONFIDENCE
 from active_learning.store.fields import check_label_field
 from active_learning.store.label_history import set_labels
@@ -223,7 +223,7 @@ def plan_probabilities(view, label_field: str = "ground_truth", folds: int | Non
         reasons.append("asked for " + "; ".join(changed))
     if not reasons:
         reasons.append("asked to recompute them" if recompute else "no labeled samples")
-    trained = recipe or resolve_recipe(view)
+    trained = recipe or resolve_recipe(view, device=device)
     num_fit = len(fit_view.exists(f"{label_field}.label")) if fit_view is not None else 0
     seeds_text = f" x {len(seeds)} seeds" if len(seeds) > 1 else ""
     if fit_view is None:
@@ -243,6 +243,8 @@ def plan_probabilities(view, label_field: str = "ground_truth", folds: int | Non
         when = (f"about {_duration(seconds)}, judging by the model run of {judged_by}" if seconds is not None
                 else when)
     message = f"{'; '.join(reasons)}: training {what} (recipe {trained.name}, {epochs_text}; {when})"
+    note = recipe_note(trained.name) if recipe is None else None  # why ``auto`` chose it
+    message += f". {note}" if note else ""
     return ProbabilityPlan(train=True, reasons=tuple(reasons), changed=tuple(changed), folds=folds, seeds=seeds,
                            tta_px=tta_px, recipe=recipe, estimated_seconds=seconds, message=message,
                            second_pass=passes == 2)

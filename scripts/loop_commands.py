@@ -38,6 +38,10 @@ def cmd_al_init(args: argparse.Namespace) -> int:
     print(f"Active learning ready on {dataset.name!r}: Label Studio project {project_id}, strategy "
           f"{args.strategy}, recipe {config.recipe_name}, {args.initial_size} random samples first, then "
           f"{args.batch_size} per round.")
+    from active_learning.model.recipes import recipe_note
+
+    if recipe_note(config.recipe_name):
+        print(recipe_note(config.recipe_name))
     print(f"Next: curation al round {dataset.name} [--simulate-annotator FIELD] [--wait]")
     return 0
 
@@ -138,7 +142,8 @@ def add_commands(sub) -> None:
     p.add_argument("--media", default="auto", choices=["auto", "local-files", "upload"])
     p.add_argument("--recipe", default="auto", choices=["auto", *RECIPES],
                    help="the loop's fixed recipe, kept for every round (auto: the dataset's model-run recipe, else "
-                        "photo for colour images and fast for grayscale)")
+                        "photo for colour images (photo-lite on a CPU without bfloat16 units) and fast for "
+                        "grayscale)")
     p.add_argument("--new-project", action="store_true", help="make a new project if the old one was deleted")
     ls_option(p)
     p.set_defaults(func=cmd_al_init)

@@ -17,7 +17,8 @@ def _asked_recipe(view, args: argparse.Namespace, seed: int, always: bool):
     from active_learning.model.settings import asked_recipe, recipe_change_note
 
     recipe = asked_recipe(view, getattr(args, "recipe", None), epochs=args.epochs,
-                          image_size=getattr(args, "image_size", None), seed=seed, always=always)
+                          image_size=getattr(args, "image_size", None), seed=seed, always=always,
+                          device=getattr(args, "device", None))
     note = recipe_change_note(view._dataset, recipe)
     if note:
         print(note)
@@ -163,8 +164,9 @@ def recipe_options(p: argparse.ArgumentParser) -> None:
     from active_learning.model.settings import AUTO, RECIPE_CHOICES
 
     p.add_argument("--recipe", default=AUTO, choices=RECIPE_CHOICES,
-                   help="the fixed model's recipe: photo (small photos, the default for colour images), fast "
-                        "(ResNet-18, the default for grayscale); auto keeps the dataset's recipe once chosen")
+                   help="the fixed model's recipe: photo (small photos, the default for colour images), "
+                        "photo-lite (photo at half width, the colour default on a CPU without bfloat16 units), "
+                        "fast (ResNet-18, the default for grayscale); auto keeps the dataset's recipe once chosen")
     p.add_argument("--image-size", type=at_least(8), default=None,
                    help="input size in pixels the images load at (default 32; e.g. 64 for larger photos)")
 

@@ -13,6 +13,7 @@ def print_dataset(dataset) -> None:
 
 
 def print_model(summary) -> None:
+    from active_learning.model.recipes import recipe_note
     from active_learning.model.trust import model_trust
 
     if summary.split == "predictions":
@@ -20,6 +21,8 @@ def print_model(summary) -> None:
     else:
         print(f"Model outputs ({summary.run_key}, recipe {summary.recipe}): {summary.num_scored} samples scored "
               f"out-of-sample ({summary.source}) on {summary.device} in {summary.seconds:.0f} s")
+        if recipe_note(summary.recipe):
+            print(f"  {recipe_note(summary.recipe)}")
     if summary.num_unlabeled_skipped:
         print(f"  {summary.num_unlabeled_skipped} samples without a label were skipped.")
     if summary.split == "predictions":

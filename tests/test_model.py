@@ -13,6 +13,7 @@ from active_learning.data.images import arrays_to_model_input
 from active_learning.model.augment import random_flip, random_translate, shifted, tta_views, view_of
 from active_learning.model.fixed import (RECIPES, FixedModel, Recipe, default_recipe, default_tta_px, epochs_for,
                                          named_recipe, recipe_fingerprint)
+from active_learning.model.recipes import recipe_note
 from active_learning.model.splits import cross_val_proba
 
 TINY = Recipe(epochs=1, batch_size=32)
@@ -430,7 +431,13 @@ def test_tta_views() -> None:
 def test_recipe_choice_and_records(photos, digits) -> None:
     images, _ = photos
     assert default_recipe(images).name == "photo"
+    assert default_recipe(images, bf16=False).name == "photo-lite", "colour on a CPU without bfloat16 units"
     assert default_recipe(digits[0]).name == "fast"  # grayscale scans replicated to 3 channels
+    assert default_recipe(digits[0], bf16=False).name == "fast"
+    lite = RECIPES["photo-lite"]
+    assert lite.widths == (64, 128, 256) and lite.to_dict() == {**RECIPES["photo"].to_dict(), "name": "photo-lite",
+                                                               "widths": [64, 128, 256]}
+    assert "--recipe photo" in recipe_note("photo-lite") and recipe_note("photo") is None
     assert default_tta_px(RECIPES["photo"]) == 0 and default_tta_px(RECIPES["fast"]) == 2
     photo = RECIPES["photo"]
     recorded = photo.to_dict()

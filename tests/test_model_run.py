@@ -90,6 +90,30 @@ def test_the_users_own_model_has_no_recipe(gray):
     assert asked_recipe(gray) is None and asked_recipe(gray, always=True).name == "fast", "auto: by colour"
 
 
+def test_auto_picks_photo_lite_for_colour_on_a_cpu_without_bfloat16_and_the_dataset_keeps_it(dataset_name, tmp_path,
+                                                                                               monkeypatch):
+    import fiftyone as fo
+    from PIL import Image
+
+    from active_learning.model.outputs import resolve_recipe
+
+    rng = np.random.default_rng(1)
+    paths = []
+    for i in range(6):
+        paths.append(str(tmp_path / f"c{i}.png"))
+        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(paths[-1])
+    colour = fo.Dataset(dataset_name)
+    colour.add_samples([fo.Sample(filepath=p, ground_truth=fo.Classification(label="a")) for p in paths])
+    monkeypatch.setenv("CURATION_CPU_BF16", "0")
+    assert resolve_recipe(colour, device="cpu").name == "photo-lite"
+    assert asked_recipe(colour, always=True, device="cpu").name == "photo-lite"
+    assert resolve_recipe(colour, "photo", device="cpu").name == "photo", "asked by name: no substitution"
+    record_run(colour, DEFAULT_RUN_KEY,
+               {"kind": "model_outputs", "recipe": RECIPES["photo"].to_dict(), "folds": 3, "seeds": [0],
+                "tta_px": 0, "split": "kfold"}, {"num_scored": 6, "out_of_sample_accuracy": 0.9})
+    assert resolve_recipe(colour, device="cpu").name == "photo", "a dataset keeps its recipe on any machine"
+
+
 def test_asked_recipe_and_parse_seeds_validate_what_front_ends_send(gray):
     assert asked_recipe(gray, "auto") is None, "nothing asked: reuse what is stored"
     asked = asked_recipe(gray, "photo", epochs=2, seed=7)

@@ -25,7 +25,7 @@ from active_learning.errors import DataError, InputError, ModelError
 from active_learning.model.augment import tta_description
 from active_learning.model.checkpoints import TEMP_SUFFIX, temp_file_writer
 from active_learning.model.fixed import (MAX_TTA_PX, FixedModel, ProgressCallback, Recipe, default_recipe,
-                                         default_tta_px, named_recipe, select_device)
+                                         default_tta_px, named_recipe, select_device, uses_bf16)
 from active_learning.model.model_run import DEFAULT_RUN_KEY, FIXED_MODEL, load_model_run
 from active_learning.model.recipes import DEFAULT_FOLDS, DEFAULT_SEEDS
 from active_learning.model.splits import cross_val_proba, disjoint_proba
@@ -79,10 +79,12 @@ class ModelRunSummary:
         return f"{self.folds}-fold, seeds {list(self.seeds)}{tta}{left_out}"
 
 
-def resolve_recipe(view, name: str | None = None, **overrides) -> Recipe:
-    """The recipe to train with on ``view``: ``name`` (``fast``/``photo``), or for ``None``/``"auto"`` the one the
-    dataset's model run already uses (a dataset keeps its recipe), else ``photo`` for colour images and ``fast``
-    for grayscale ones (judged on a sample of the view's images). ``overrides`` that are not None replace fields.
+def resolve_recipe(view, name: str | None = None, device: str | None = None, **overrides) -> Recipe:
+    """The recipe to train with on ``view``: ``name`` (``fast``/``photo``/``photo-lite``), or for ``None``/``"auto"``
+    the one the dataset's model run already uses (a dataset keeps its recipe), else ``default_recipe``: ``fast`` for
+    grayscale images (judged on a sample of the view's images), ``photo`` for colour ones where ``device`` (None:
+    ``select_device``) trains under bfloat16, ``photo-lite`` on a CPU without bfloat16 units. ``overrides`` that
+    are not None replace fields.
     """
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if name not in (None, "auto"):
@@ -95,7 +97,8 @@ def resolve_recipe(view, name: str | None = None, **overrides) -> Recipe:
     sample = [paths[i] for i in np.linspace(0, len(paths) - 1, min(64, len(paths))).astype(int)] if paths else []
     if not sample:
         raise DataError("The view is empty: there are no images to choose a recipe for.")
-    return replace_recipe(default_recipe(load_images(sample, 32)), **overrides)
+    bf16 = uses_bf16(select_device(device))
+    return replace_recipe(default_recipe(load_images(sample, 32), bf16=bf16), **overrides)
 
 
 def replace_recipe(recipe: Recipe, **overrides) -> Recipe:
@@ -219,7 +222,8 @@ def compute_model_outputs(
     it embeds the view's samples and, when ``test_view`` is given, is evaluated there (test samples get
     predictions, never used for training).
 
-    ``recipe``: None = ``resolve_recipe(view)`` (the dataset's recipe, else photo for colour, fast for grayscale).
+    ``recipe``: None = ``resolve_recipe(view, device=device)`` (the dataset's recipe, else photo or photo-lite for
+    colour, fast for grayscale).
     ``tta_px`` (test-time augmentation; None = the recipe's default, ``default_tta_px``; 0 = none): every
     probability row, out-of-sample and test, is the mean over the image's (2 tta_px + 1)^2 copies shifted by up
     to ``tta_px`` pixels, and their mirror images for recipes that train with flips
@@ -231,7 +235,7 @@ def compute_model_outputs(
     holds them out, like every other sample.
     """
     started = time.perf_counter()
-    recipe = recipe or resolve_recipe(view)
+    recipe = recipe or resolve_recipe(view, device=device)
     tta_px = default_tta_px(recipe) if tta_px is None else tta_px
     if isinstance(tta_px, bool) or not isinstance(tta_px, numbers.Integral) or not 0 <= tta_px <= MAX_TTA_PX:
         raise InputError(f"`tta_px` must be an integer from 0 (no test-time augmentation) to {MAX_TTA_PX}; "

@@ -71,7 +71,7 @@ def likely_recipe(dataset) -> Recipe:
 
 
 def asked_recipe(view, name: str | None = None, epochs: int | None = None, image_size: int | None = None,
-                 seed: int = DEFAULT_SEEDS[0], always: bool = False) -> Recipe | None:
+                 seed: int = DEFAULT_SEEDS[0], always: bool = False, device: str | None = None) -> Recipe | None:
     """The recipe a caller asks for by name and overrides (``resolve_recipe``), with ``seed``.
 
     None when it asks for nothing (``name`` None or ``auto``, no ``epochs``, no ``image_size``) and ``always`` is
@@ -87,7 +87,7 @@ def asked_recipe(view, name: str | None = None, epochs: int | None = None, image
     name = name or AUTO
     if not always and name == AUTO and epochs is None and image_size is None:
         return None
-    return resolve_recipe(view, name, epochs=epochs, image_size=image_size, seed=seed)
+    return resolve_recipe(view, name, device=device, epochs=epochs, image_size=image_size, seed=seed)
 
 
 def recipe_change_note(dataset, recipe: Recipe | None) -> str | None:
